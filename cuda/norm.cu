@@ -1,0 +1,117 @@
+// Normalizations: layer norm over the last axis, L2 normalization and cosine
+// similarity along any axis; forward and backward. One warp per line (row);
+// the layer-norm parameter gradients are a column reduction, one thread per
+// feature.
+#include "common.cuh"
+
+extern "C" __global__ void layer_norm_fwd(const float* x, const float* gamma, const float* beta, float* y,
+                                          float* mean, float* rstd, int rows, int d, float eps) {
+    Line l;
+    if (!warp_line(rows, d, 1, &l)) return;
+    int lane = threadIdx.x % 32;
+    const float* xr = x + l.base;
+    float s = 0.0f;
+    for (int j = lane; j < d; j += 32) s += xr[j];
+    float mu = warp_sum(s) / d;
+    float v = 0.0f;
+    for (int j = lane; j < d; j += 32) v += (xr[j] - mu) * (xr[j] - mu);
+    float rs = rsqrtf(warp_sum(v) / d + eps);
+    for (int j = lane; j < d; j += 32) y[l.base + j] = (xr[j] - mu) * rs * gamma[j] + beta[j];
+    if (lane == 0) { mean[l.index] = mu; rstd[l.index] = rs; }
+}
+
+// g_x = rstd (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)), ĝ = g_y γ
+extern "C" __global__ void layer_norm_bwd(const float* x, const float* gamma, const float* mean, const float* rstd,
+                                          const float* gy, float* gx, int rows, int d) {
+    Line l;
+    if (!warp_line(rows, d, 1, &l)) return;
+    int lane = threadIdx.x % 32;
+    float mu = mean[l.index], rs = rstd[l.index];
+    float m1 = 0.0f, m2 = 0.0f;
+    for (int j = lane; j < d; j += 32) {
+        float gh = gy[l.base + j] * gamma[j];
+        m1 += gh;
+        m2 += gh * (x[l.base + j] - mu) * rs;
+    }
+    m1 = warp_sum(m1) / d;
+    m2 = warp_sum(m2) / d;
+    for (int j = lane; j < d; j += 32) {
+        float xh = (x[l.base + j] - mu) * rs;
+        gx[l.base + j] = rs * (gy[l.base + j] * gamma[j] - m1 - xh * m2);
+    }
+}
+
+extern "C" __global__ void layer_norm_param_bwd(const float* x, const float* mean, const float* rstd, const float* gy,
+                                                float* ggamma, float* gbeta, int rows, int d) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    float gg = 0.0f, gb = 0.0f;
+    for (int r = 0; r < rows; r++) {
+        float g = gy[(long long)r * d + j];
+        gg += g * (x[(long long)r * d + j] - mean[r]) * rstd[r];
+        gb += g;
+    }
+    ggamma[j] = gg;
+    gbeta[j] = gb;
+}
+
+extern "C" __global__ void l2_normalize_fwd(const float* x, float* y, float* norm, int outer, int n, int inner, float eps) {
+    Line l;
+    if (!warp_line(outer, n, inner, &l)) return;
+    int lane = threadIdx.x % 32;
+    float s = 0.0f;
+    for (int j = lane; j < n; j += 32) { float v = x[l.base + (long long)j * l.stride]; s += v * v; }
+    float nr = sqrtf(warp_sum(s));
+    for (int j = lane; j < n; j += 32) { long long i = l.base + (long long)j * l.stride; y[i] = x[i] / (nr + eps); }
+    if (lane == 0) norm[l.index] = nr;
+}
+
+// g_z = g_q/(n+e) - z (z.g_q)/((n+e)^2 n), second term 0 when n = 0
+extern "C" __global__ void l2_normalize_bwd(const float* x, const float* norm, const float* gy, float* gx,
+                                            int outer, int n, int inner, float eps) {
+    Line l;
+    if (!warp_line(outer, n, inner, &l)) return;
+    int lane = threadIdx.x % 32;
+    float dot = 0.0f;
+    for (int j = lane; j < n; j += 32) { long long i = l.base + (long long)j * l.stride; dot += x[i] * gy[i]; }
+    dot = warp_sum(dot);
+    float nr = norm[l.index], ne = nr + eps;
+    float c = nr > 0.0f ? dot / (ne * ne * nr) : 0.0f;
+    for (int j = lane; j < n; j += 32) { long long i = l.base + (long long)j * l.stride; gx[i] = gy[i] / ne - x[i] * c; }
+}
+
+__device__ __forceinline__ void cos_sums(const float* a, const float* b, const Line& l, int n, float* ab, float* aa, float* bb) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
+    for (int j = threadIdx.x % 32; j < n; j += 32) {
+        long long i = l.base + (long long)j * l.stride;
+        s0 += a[i] * b[i]; s1 += a[i] * a[i]; s2 += b[i] * b[i];
+    }
+    *ab = warp_sum(s0); *aa = warp_sum(s1); *bb = warp_sum(s2);
+}
+
+extern "C" __global__ void cosine_fwd(const float* a, const float* b, float* y, int outer, int n, int inner, float eps) {
+    Line l;
+    if (!warp_line(outer, n, inner, &l)) return;
+    float ab, aa, bb;
+    cos_sums(a, b, l, n, &ab, &aa, &bb);
+    if (threadIdx.x % 32 == 0) y[l.index] = ab / (fmaxf(sqrtf(aa), eps) * fmaxf(sqrtf(bb), eps));
+}
+
+// g_a = g (b/(na nb) - c a/na^2); a norm clamped at eps is a constant.
+extern "C" __global__ void cosine_bwd(const float* a, const float* b, const float* gy, float* ga, float* gb,
+                                      int outer, int n, int inner, float eps) {
+    Line l;
+    if (!warp_line(outer, n, inner, &l)) return;
+    float ab, aa, bb;
+    cos_sums(a, b, l, n, &ab, &aa, &bb);
+    float na = sqrtf(aa), nb = sqrtf(bb);
+    float den = fmaxf(na, eps) * fmaxf(nb, eps);
+    float c = ab / den, g = gy[l.index];
+    float ka = na > eps ? c / (na * na) : 0.0f;
+    float kb = nb > eps ? c / (nb * nb) : 0.0f;
+    for (int j = threadIdx.x % 32; j < n; j += 32) {
+        long long i = l.base + (long long)j * l.stride;
+        ga[i] = g * (b[i] / den - ka * a[i]);
+        gb[i] = g * (a[i] / den - kb * b[i]);
+    }
+}

@@ -1,0 +1,471 @@
+//! Reverse-mode autograd: a tape of ops in execution order (already a
+//! topological order), one `match` with every backward rule, gradient
+//! accumulation, and a no-grad mode for inference.
+//!
+//! Shapes in comments: `[rows, d]` etc. Gradients of a node's inputs are
+//! accumulated (`+=`) into the tape's gradient slots; parameter gradients
+//! are accumulated into the `ParamSet` after the pass.
+
+use crate::backend::{Backend, Binary, Gemm, Unary};
+use crate::params::ParamSet;
+use crate::shape::{numel, reduced_shape, AxisLayout, Broadcast};
+use anyhow::{bail, ensure, Context, Result};
+use std::sync::Arc;
+
+/// A device buffer with its shape. Cloning shares the buffer.
+pub struct Tensor<B: Backend> {
+    pub buf: Arc<B::Buf>,
+    pub shape: Vec<usize>,
+}
+
+impl<B: Backend> Clone for Tensor<B> {
+    fn clone(&self) -> Self {
+        Tensor { buf: self.buf.clone(), shape: self.shape.clone() }
+    }
+}
+
+impl<B: Backend> Tensor<B> {
+    pub fn new(buf: B::Buf, shape: &[usize]) -> Self {
+        Tensor { buf: Arc::new(buf), shape: shape.to_vec() }
+    }
+    pub fn from_host(b: &B, data: &[f32], shape: &[usize]) -> Result<Self> {
+        ensure!(data.len() == numel(shape), "{} values do not fill a tensor of shape {shape:?}", data.len());
+        Ok(Self::new(b.upload(data)?, shape))
+    }
+    pub fn from_host_f64(b: &B, data: &[f64], shape: &[usize]) -> Result<Self> {
+        ensure!(data.len() == numel(shape), "{} values do not fill a tensor of shape {shape:?}", data.len());
+        Ok(Self::new(b.upload_f64(data)?, shape))
+    }
+    pub fn to_host(&self, b: &B) -> Result<Vec<f32>> {
+        b.download(&self.buf)
+    }
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+}
+
+/// A node of the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(pub usize);
+
+enum Op<B: Backend> {
+    Leaf,
+    Unary(Var, Unary),
+    Binary(Var, Var, Binary, Broadcast),
+    /// `g` describes the forward product; `shared_b`: one B for the whole batch.
+    Matmul { a: Var, b: Var, g: Gemm, shared_b: bool },
+    Reshape(Var),
+    Sum { x: Var, l: AxisLayout, mean: bool },
+    Softmax { x: Var, l: AxisLayout, scale: f32 },
+    LayerNorm { x: Var, gamma: Var, beta: Var, rows: usize, d: usize, mean: B::Buf, rstd: B::Buf },
+    L2Normalize { x: Var, l: AxisLayout, eps: f32, norm: B::Buf },
+    Cosine { a: Var, b: Var, l: AxisLayout, eps: f32 },
+    BceWithLogits { x: Var, target: Var },
+    TripletHinge { x: Var, margin: f32 },
+}
+
+struct Node<B: Backend> {
+    value: Tensor<B>,
+    op: Op<B>,
+    requires_grad: bool,
+    /// Index in the ParamSet when this leaf is a parameter.
+    param: Option<usize>,
+}
+
+pub struct Graph<B: Backend> {
+    pub b: B,
+    nodes: Vec<Node<B>>,
+    record: bool,
+}
+
+/// Gradients of a backward pass, one slot per node.
+pub struct Grads<B: Backend> {
+    slots: Vec<Option<B::Buf>>,
+    shapes: Vec<Vec<usize>>,
+    params: Vec<Option<usize>>,
+}
+
+impl<B: Backend> Grads<B> {
+    /// The gradient of `v`, if anything flowed to it.
+    pub fn get(&self, b: &B, v: Var) -> Result<Option<Tensor<B>>> {
+        match &self.slots[v.0] {
+            Some(g) => Ok(Some(Tensor::new(b.copy(g)?, &self.shapes[v.0]))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn take(&mut self, v: Var) -> Option<Tensor<B>> {
+        let shape = self.shapes[v.0].clone();
+        self.slots[v.0].take().map(|g| Tensor::new(g, &shape))
+    }
+
+    /// Adds the gradients of parameter leaves into their `ParamSet` slots.
+    pub fn accumulate_into(mut self, b: &B, params: &mut ParamSet<B>) -> Result<()> {
+        for i in 0..self.slots.len() {
+            if let (Some(p), Some(g)) = (self.params[i], self.slots[i].take()) {
+                params.accumulate_grad(b, p, g)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<B: Backend> Graph<B> {
+    /// A graph that records ops for a backward pass.
+    pub fn new(b: B) -> Self {
+        Graph { b, nodes: Vec::new(), record: true }
+    }
+
+    /// Inference: nothing is recorded, no gradient can be asked for.
+    pub fn no_grad(b: B) -> Self {
+        Graph { b, nodes: Vec::new(), record: false }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn value(&self, v: Var) -> &Tensor<B> {
+        &self.nodes[v.0].value
+    }
+    pub fn shape(&self, v: Var) -> &[usize] {
+        &self.nodes[v.0].value.shape
+    }
+    pub fn to_host(&self, v: Var) -> Result<Vec<f32>> {
+        self.value(v).to_host(&self.b)
+    }
+
+    fn push(&mut self, value: Tensor<B>, op: Op<B>, requires_grad: bool) -> Var {
+        let (op, requires_grad) = if self.record { (op, requires_grad) } else { (Op::Leaf, false) };
+        self.nodes.push(Node { value, op, requires_grad, param: None });
+        Var(self.nodes.len() - 1)
+    }
+
+    fn rg(&self, vars: &[Var]) -> bool {
+        vars.iter().any(|v| self.nodes[v.0].requires_grad)
+    }
+
+    /// A constant input (no gradient).
+    pub fn input(&mut self, t: Tensor<B>) -> Var {
+        self.push(t, Op::Leaf, false)
+    }
+
+    /// An input whose gradient is wanted (gradient checks, input gradients).
+    pub fn input_grad(&mut self, t: Tensor<B>) -> Var {
+        self.push(t, Op::Leaf, true)
+    }
+
+    /// Parameter `idx` of `params` as a leaf; its gradient goes back to `params`.
+    pub fn param(&mut self, params: &ParamSet<B>, idx: usize) -> Var {
+        let p = &params.params[idx];
+        let v = self.push(p.value.clone(), Op::Leaf, p.trainable);
+        self.nodes[v.0].param = Some(idx);
+        v
+    }
+
+    /// Parameter by name (an error names it when it is missing).
+    pub fn param_named(&mut self, params: &ParamSet<B>, name: &str) -> Result<Var> {
+        Ok(self.param(params, params.index(name)?))
+    }
+
+    // element-wise -------------------------------------------------------------
+
+    pub fn unary(&mut self, x: Var, op: Unary) -> Result<Var> {
+        let y = self.b.unary(op, &self.value(x).buf)?;
+        let t = Tensor::new(y, self.shape(x));
+        let rg = self.rg(&[x]);
+        Ok(self.push(t, Op::Unary(x, op), rg))
+    }
+    pub fn relu(&mut self, x: Var) -> Result<Var> {
+        self.unary(x, Unary::Relu)
+    }
+    pub fn leaky_relu(&mut self, x: Var, slope: f32) -> Result<Var> {
+        self.unary(x, Unary::LeakyRelu(slope))
+    }
+    pub fn sigmoid(&mut self, x: Var) -> Result<Var> {
+        self.unary(x, Unary::Sigmoid)
+    }
+    pub fn tanh(&mut self, x: Var) -> Result<Var> {
+        self.unary(x, Unary::Tanh)
+    }
+    pub fn scale(&mut self, x: Var, c: f32) -> Result<Var> {
+        self.unary(x, Unary::Scale(c))
+    }
+
+    pub fn binary(&mut self, a: Var, b: Var, op: Binary) -> Result<Var> {
+        let (l, out) = Broadcast::new(self.shape(a), self.shape(b))?;
+        let y = self.b.binary(op, &self.value(a).buf, &self.value(b).buf, &l)?;
+        let rg = self.rg(&[a, b]);
+        Ok(self.push(Tensor::new(y, &out), Op::Binary(a, b, op, l), rg))
+    }
+    /// `a + b`, broadcast as NumPy.
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary(a, b, Binary::Add)
+    }
+    /// `a * b` element-wise, broadcast as NumPy.
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary(a, b, Binary::Mul)
+    }
+
+    /// Same data, new shape (no copy).
+    pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Result<Var> {
+        ensure!(numel(shape) == self.value(x).numel(), "cannot reshape {:?} to {shape:?}", self.shape(x));
+        let t = Tensor { buf: self.value(x).buf.clone(), shape: shape.to_vec() };
+        let rg = self.rg(&[x]);
+        Ok(self.push(t, Op::Reshape(x), rg))
+    }
+
+    // matrix products ------------------------------------------------------------
+
+    /// `op(a) op(b)`: `a` is `[..., m, k]` (`[..., k, m]` if `ta`), `b` is
+    /// `[..., k, n]` (`[..., n, k]` if `tb`) with the same batch dims, or 2-D
+    /// and shared by the whole batch.
+    pub fn matmul(&mut self, a: Var, b: Var, ta: bool, tb: bool) -> Result<Var> {
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        ensure!(sa.len() >= 2 && sb.len() >= 2, "matmul needs matrices, got shapes {sa:?} and {sb:?}");
+        let (ra, rb) = (sa.len(), sb.len());
+        let (m, ka) = if ta { (sa[ra - 1], sa[ra - 2]) } else { (sa[ra - 2], sa[ra - 1]) };
+        let (kb, n) = if tb { (sb[rb - 1], sb[rb - 2]) } else { (sb[rb - 2], sb[rb - 1]) };
+        ensure!(ka == kb, "matmul: inner dimensions differ ({sa:?}{} x {sb:?}{})",
+            if ta { "^T" } else { "" }, if tb { "^T" } else { "" });
+        let batch_dims = &sa[..ra - 2];
+        let shared_b = rb == 2;
+        ensure!(shared_b || sb[..rb - 2] == *batch_dims, "matmul: batch dims of {sa:?} and {sb:?} differ");
+        let batch = numel(batch_dims);
+        let mut g = Gemm::new(batch, m, n, ka, ta, tb);
+        if shared_b {
+            g.stride_b = 0;
+        }
+        let mut c = self.b.zeros(batch * m * n)?;
+        self.b.gemm(&g, &self.value(a).buf, &self.value(b).buf, &mut c)?;
+        let mut out = batch_dims.to_vec();
+        out.extend([m, n]);
+        let rg = self.rg(&[a, b]);
+        Ok(self.push(Tensor::new(c, &out), Op::Matmul { a, b, g, shared_b }, rg))
+    }
+
+    /// `x W^T + bias` over the last axis of `x` (torch.nn.Linear):
+    /// `x [..., in]`, `w [out, in]`, `bias [out]`.
+    pub fn linear(&mut self, x: Var, w: Var, bias: Option<Var>) -> Result<Var> {
+        let sx = self.shape(x).to_vec();
+        let (out_f, in_f) = match self.shape(w) {
+            [o, i] => (*o, *i),
+            s => bail!("linear: weight must be [out, in], got {s:?}"),
+        };
+        ensure!(sx.last() == Some(&in_f), "linear: input {sx:?} does not end in {in_f} features (weight [{out_f}, {in_f}])");
+        let rows = numel(&sx[..sx.len() - 1]);
+        let x2 = self.reshape(x, &[rows, in_f])?;
+        let mut y = self.matmul(x2, w, false, true)?;
+        if let Some(bias) = bias {
+            ensure!(self.shape(bias) == [out_f], "linear: bias {:?} for {out_f} outputs", self.shape(bias));
+            y = self.add(y, bias)?;
+        }
+        let mut out = sx[..sx.len() - 1].to_vec();
+        out.push(out_f);
+        self.reshape(y, &out)
+    }
+
+    // along one axis ---------------------------------------------------------------
+
+    fn reduce(&mut self, x: Var, axis: isize, mean: bool) -> Result<Var> {
+        let l = AxisLayout::new(self.shape(x), axis)?;
+        let out = reduced_shape(self.shape(x), axis)?;
+        let y = self.b.sum_axis(&self.value(x).buf, l, mean)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &out), Op::Sum { x, l, mean }, rg))
+    }
+    /// Sum over `axis` (removed from the shape).
+    pub fn sum(&mut self, x: Var, axis: isize) -> Result<Var> {
+        self.reduce(x, axis, false)
+    }
+    /// Mean over `axis` (removed from the shape).
+    pub fn mean(&mut self, x: Var, axis: isize) -> Result<Var> {
+        self.reduce(x, axis, true)
+    }
+
+    /// `softmax(scale * x)` along `axis`; `mask` (same shape, 0/1) marks the
+    /// valid entries: masked ones get probability 0.
+    pub fn softmax(&mut self, x: Var, axis: isize, scale: f32, mask: Option<&Tensor<B>>) -> Result<Var> {
+        let l = AxisLayout::new(self.shape(x), axis)?;
+        if let Some(m) = mask {
+            ensure!(m.shape == self.shape(x), "softmax: mask {:?} for input {:?}", m.shape, self.shape(x));
+        }
+        let y = self.b.softmax(&self.value(x).buf, mask.map(|m| &*m.buf), l, scale)?;
+        let t = Tensor::new(y, self.shape(x));
+        let rg = self.rg(&[x]);
+        Ok(self.push(t, Op::Softmax { x, l, scale }, rg))
+    }
+
+    /// Layer norm over the last axis with affine `gamma`, `beta` (`[d]`).
+    pub fn layer_norm(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<Var> {
+        let s = self.shape(x).to_vec();
+        let d = *s.last().context("layer_norm of a scalar")?;
+        ensure!(self.shape(gamma) == [d] && self.shape(beta) == [d],
+            "layer_norm: gamma {:?} / beta {:?} for {d} features", self.shape(gamma), self.shape(beta));
+        let rows = numel(&s) / d;
+        let (y, mean, rstd) = self.b.layer_norm(&self.value(x).buf, &self.value(gamma).buf, &self.value(beta).buf, rows, d, eps)?;
+        let rg = self.rg(&[x, gamma, beta]);
+        Ok(self.push(Tensor::new(y, &s), Op::LayerNorm { x, gamma, beta, rows, d, mean, rstd }, rg))
+    }
+
+    /// `x / (||x|| + eps)` along `axis`.
+    pub fn l2_normalize(&mut self, x: Var, axis: isize, eps: f32) -> Result<Var> {
+        let l = AxisLayout::new(self.shape(x), axis)?;
+        let (y, norm) = self.b.l2_normalize(&self.value(x).buf, l, eps)?;
+        let t = Tensor::new(y, self.shape(x));
+        let rg = self.rg(&[x]);
+        Ok(self.push(t, Op::L2Normalize { x, l, eps, norm }, rg))
+    }
+
+    /// Cosine similarity along `axis` (torch.nn.functional.cosine_similarity).
+    pub fn cosine(&mut self, a: Var, b: Var, axis: isize, eps: f32) -> Result<Var> {
+        ensure!(self.shape(a) == self.shape(b), "cosine: shapes {:?} and {:?} differ", self.shape(a), self.shape(b));
+        let l = AxisLayout::new(self.shape(a), axis)?;
+        let out = reduced_shape(self.shape(a), axis)?;
+        let y = self.b.cosine(&self.value(a).buf, &self.value(b).buf, l, eps)?;
+        let rg = self.rg(&[a, b]);
+        Ok(self.push(Tensor::new(y, &out), Op::Cosine { a, b, l, eps }, rg))
+    }
+
+    // losses -----------------------------------------------------------------------
+
+    /// Mean BCE with logits; `target` gets no gradient.
+    pub fn bce_with_logits(&mut self, x: Var, target: Var) -> Result<Var> {
+        ensure!(self.shape(x) == self.shape(target), "bce_with_logits: logits {:?} and targets {:?} differ", self.shape(x), self.shape(target));
+        let y = self.b.bce_with_logits(&self.value(x).buf, &self.value(target).buf)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &[]), Op::BceWithLogits { x, target }, rg))
+    }
+
+    /// `x [rows, 4]` of (S+, S-, S'+, S'-): the summed triplet hinge.
+    pub fn triplet_hinge(&mut self, x: Var, margin: f32) -> Result<Var> {
+        ensure!(self.shape(x).len() == 2 && self.shape(x)[1] == 4, "triplet_hinge: expects [rows, 4], got {:?}", self.shape(x));
+        let y = self.b.triplet_hinge(&self.value(x).buf, margin)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &[]), Op::TripletHinge { x, margin }, rg))
+    }
+
+    // the reverse pass -----------------------------------------------------------------
+
+    /// Gradients of the scalar `loss` with respect to every node that needs one.
+    pub fn backward(&self, loss: Var) -> Result<Grads<B>> {
+        ensure!(self.record, "backward in no-grad mode");
+        ensure!(self.value(loss).numel() == 1, "backward needs a scalar loss, got shape {:?}", self.shape(loss));
+        let b = &self.b;
+        let mut slots: Vec<Option<B::Buf>> = (0..self.nodes.len()).map(|_| None).collect();
+        slots[loss.0] = Some(b.fill(1, 1.0)?);
+        let need = |v: Var| self.nodes[v.0].requires_grad;
+        let acc = |slots: &mut Vec<Option<B::Buf>>, v: Var, g: B::Buf| -> Result<()> {
+            if !need(v) {
+                return Ok(());
+            }
+            match &mut slots[v.0] {
+                Some(s) => b.axpy(s, 1.0, &g),
+                slot => {
+                    *slot = Some(g);
+                    Ok(())
+                }
+            }
+        };
+        for i in (0..=loss.0).rev() {
+            let node = &self.nodes[i];
+            if !node.requires_grad || matches!(node.op, Op::Leaf) {
+                continue;
+            }
+            let Some(gy) = slots[i].take() else { continue };
+            let val = |v: Var| &*self.nodes[v.0].value.buf;
+            match &node.op {
+                Op::Leaf => unreachable!(),
+                Op::Unary(x, op) => {
+                    let gx = b.unary_backward(*op, val(*x), &node.value.buf, &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Binary(x, y, op, l) => {
+                    for (input, other, is_b) in [(*x, *y, false), (*y, *x, true)] {
+                        if !need(input) {
+                            continue;
+                        }
+                        // d(a+b)/da = 1, d(a*b)/da = b; then sum over what `input` was broadcast along.
+                        let g = match op {
+                            Binary::Add => b.copy(&gy)?,
+                            Binary::Mul => {
+                                let (lo, _) = Broadcast::new(&node.value.shape, self.shape(other))?;
+                                b.binary(Binary::Mul, &gy, val(other), &lo)?
+                            }
+                        };
+                        let r = l.reduce_for(is_b);
+                        let g = if r.red_numel() > 1 { b.reduce_broadcast(&g, &r)? } else { g };
+                        acc(&mut slots, input, g)?;
+                    }
+                }
+                Op::Matmul { a, b: bm, g, shared_b } => {
+                    let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+                    let (ta, tb) = (g.trans_a != 0, g.trans_b != 0);
+                    let batch = g.batch as usize;
+                    if need(*a) {
+                        // !ta: dA = dC op(B)^T;  ta: dA (stored [k,m]) = op(B) dC^T
+                        let mut d = if ta { Gemm::new(batch, k, m, n, tb, true) } else { Gemm::new(batch, m, k, n, false, !tb) };
+                        let (sb, sc) = (g.stride_b, (m * n) as u64);
+                        if ta { (d.stride_a, d.stride_b) = (sb, sc) } else { (d.stride_a, d.stride_b) = (sc, sb) }
+                        let mut ga = b.zeros(batch * m * k)?;
+                        if ta { b.gemm(&d, val(*bm), &gy, &mut ga)? } else { b.gemm(&d, &gy, val(*bm), &mut ga)? }
+                        acc(&mut slots, *a, ga)?;
+                    }
+                    if need(*bm) {
+                        // !tb: dB = op(A)^T dC;  tb: dB (stored [n,k]) = dC^T op(A)
+                        let mut d = if tb { Gemm::new(batch, n, k, m, true, ta) } else { Gemm::new(batch, k, n, m, !ta, false) };
+                        let (sa, sc) = ((m * k) as u64, (m * n) as u64);
+                        if tb { (d.stride_a, d.stride_b) = (sc, sa) } else { (d.stride_a, d.stride_b) = (sa, sc) }
+                        let mut gb = b.zeros(batch * k * n)?;
+                        if tb { b.gemm(&d, &gy, val(*a), &mut gb)? } else { b.gemm(&d, val(*a), &gy, &mut gb)? }
+                        if *shared_b && batch > 1 {
+                            // one B served every matrix of the batch: sum their gradients
+                            gb = b.sum_axis(&gb, AxisLayout { outer: 1, n: batch, inner: k * n }, false)?;
+                        }
+                        acc(&mut slots, *bm, gb)?;
+                    }
+                }
+                Op::Reshape(x) => acc(&mut slots, *x, gy)?,
+                Op::Sum { x, l, mean } => {
+                    let gx = b.sum_axis_backward(&gy, *l, *mean)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Softmax { x, l, scale } => {
+                    let gx = b.softmax_backward(&node.value.buf, &gy, *l, *scale)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::LayerNorm { x, gamma, beta, rows, d, mean, rstd } => {
+                    let (gx, gg, gbeta) = b.layer_norm_backward(val(*x), val(*gamma), mean, rstd, &gy, *rows, *d)?;
+                    acc(&mut slots, *x, gx)?;
+                    acc(&mut slots, *gamma, gg)?;
+                    acc(&mut slots, *beta, gbeta)?;
+                }
+                Op::L2Normalize { x, l, eps, norm } => {
+                    let gx = b.l2_normalize_backward(val(*x), norm, &gy, *l, *eps)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Cosine { a, b: bv, l, eps } => {
+                    let (ga, gb) = b.cosine_backward(val(*a), val(*bv), &gy, *l, *eps)?;
+                    acc(&mut slots, *a, ga)?;
+                    acc(&mut slots, *bv, gb)?;
+                }
+                Op::BceWithLogits { x, target } => {
+                    let gx = b.bce_with_logits_backward(val(*x), val(*target), &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::TripletHinge { x, margin } => {
+                    let gx = b.triplet_hinge_backward(val(*x), *margin, &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+            }
+        }
+        Ok(Grads {
+            slots,
+            shapes: self.nodes.iter().map(|n| n.value.shape.clone()).collect(),
+            params: self.nodes.iter().map(|n| n.param).collect(),
+        })
+    }
+}

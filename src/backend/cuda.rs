@@ -1,0 +1,485 @@
+//! The CUDA backend: launches the engine's own kernels from `cuda/*.cu`
+//! (compiled to PTX by build.rs, embedded in the binary, loaded once per
+//! context). libcuda is loaded at run time, so the binary runs without CUDA.
+//! Every kernel is looked up by name through `Cuda::f`; a test checks that
+//! each name used here is an entry of the embedded PTX.
+
+use super::{Adam, Backend, Binary, Gemm, Sgd, Unary};
+use crate::kernels::MODULES;
+use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+// SAFETY: plain repr(C) structs of integers and floats, mirrored in cuda/common.cuh.
+unsafe impl DeviceRepr for Broadcast {}
+unsafe impl DeviceRepr for ReduceLayout {}
+unsafe impl DeviceRepr for Gemm {}
+
+#[derive(Clone)]
+pub struct Cuda {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    funcs: HashMap<String, CudaFunction>,
+}
+
+/// Names of the kernels (`.entry`) in a PTX text.
+pub fn ptx_entries(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|l| l.trim().strip_prefix(".visible .entry "))
+        .map(|l| l.trim_end_matches('(').trim().to_string())
+        .collect()
+}
+
+/// Why no CUDA device can be used, or `None` when one can.
+pub fn unavailable_reason() -> Option<String> {
+    if MODULES.is_empty() {
+        return Some("this build has no CUDA kernels (nvcc was not found when it was built)".into());
+    }
+    // SAFETY: only tries to load the library; never calls into it.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Some("no CUDA driver (libcuda) on this machine".into());
+    }
+    match CudaContext::device_count() {
+        Ok(n) if n > 0 => None,
+        Ok(_) => Some("the CUDA driver reports no GPU".into()),
+        Err(e) => Some(format!("the CUDA driver reports no usable GPU ({e})")),
+    }
+}
+
+const THREADS: u32 = 256;
+
+/// Grid-stride launch over `n` elements.
+fn cfg_elems(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(THREADS as usize).clamp(1, 65_535) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// One warp per line (8 lines per block).
+fn cfg_lines(lines: usize) -> LaunchConfig {
+    let warps = THREADS as usize / 32;
+    LaunchConfig { grid_dim: (lines.div_ceil(warps).max(1) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// A single block (scalar reductions).
+fn cfg_single() -> LaunchConfig {
+    LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn dims(l: &AxisLayout) -> (i32, i32, i32) {
+    (l.outer as i32, l.n as i32, l.inner as i32)
+}
+
+impl Cuda {
+    /// Opens GPU `ordinal` and loads every kernel module.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        if let Some(why) = unavailable_reason() {
+            bail!("CUDA is not available: {why}");
+        }
+        let ctx = CudaContext::new(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))?;
+        // One stream: the driver orders all work, so cudarc's per-buffer events are not needed.
+        // SAFETY: no buffer is shared between streams in this backend.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let mut funcs = HashMap::new();
+        for (module, ptx) in MODULES {
+            let m = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(*ptx))
+                .with_context(|| format!("cannot load kernel module {module} (driver too old for this PTX?)"))?;
+            for entry in ptx_entries(ptx) {
+                let f = m.load_function(&entry).with_context(|| format!("kernel {entry} of module {module}"))?;
+                funcs.insert(entry, f);
+            }
+        }
+        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs }) })
+    }
+
+    fn f(&self, name: &str) -> Result<&CudaFunction> {
+        self.inner.funcs.get(name).ok_or_else(|| anyhow!("kernel {name} is missing from the embedded PTX"))
+    }
+
+    fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    /// (total, free) device memory in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        let (free, total) = self.inner.ctx.mem_get_info()?;
+        Ok((total, free))
+    }
+
+    pub fn compute_capability(&self) -> Result<(i32, i32)> {
+        Ok(self.inner.ctx.compute_capability()?)
+    }
+
+    fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
+        ensure!(n > 0, "cannot allocate an empty CUDA buffer");
+        // SAFETY: every caller writes all n elements before they are read.
+        Ok(unsafe { self.stream().alloc::<f32>(n) }?)
+    }
+
+    fn check_len(&self, what: &str, x: &CudaSlice<f32>, n: usize) -> Result<()> {
+        ensure!(x.len() >= n, "{what}: buffer of {} elements, expected {n}", x.len());
+        Ok(())
+    }
+}
+
+impl Backend for Cuda {
+    type Buf = CudaSlice<f32>;
+
+    fn name(&self) -> String {
+        self.inner.ctx.name().unwrap_or_else(|_| "CUDA device".into())
+    }
+    fn len(&self, x: &Self::Buf) -> usize {
+        x.len()
+    }
+    fn zeros(&self, n: usize) -> Result<Self::Buf> {
+        ensure!(n > 0, "cannot allocate an empty CUDA buffer");
+        Ok(self.stream().alloc_zeros::<f32>(n)?)
+    }
+    fn fill(&self, n: usize, value: f32) -> Result<Self::Buf> {
+        let mut y = self.alloc(n)?;
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("fill")?);
+        b.arg(&mut y).arg(&value).arg(&n64);
+        // SAFETY: y holds n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(y)
+    }
+    fn upload(&self, host: &[f32]) -> Result<Self::Buf> {
+        ensure!(!host.is_empty(), "cannot upload an empty tensor");
+        Ok(self.stream().clone_htod(host)?)
+    }
+    fn download(&self, x: &Self::Buf) -> Result<Vec<f32>> {
+        let v = self.stream().clone_dtoh(x)?;
+        self.stream().synchronize()?;
+        Ok(v)
+    }
+    fn copy(&self, x: &Self::Buf) -> Result<Self::Buf> {
+        Ok(self.stream().clone_dtod(x)?)
+    }
+    fn synchronize(&self) -> Result<()> {
+        Ok(self.stream().synchronize()?)
+    }
+
+    fn unary(&self, op: Unary, x: &Self::Buf) -> Result<Self::Buf> {
+        let n = x.len();
+        let mut y = self.alloc(n)?;
+        let (code, p) = op.code();
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("unary_fwd")?);
+        b.arg(&code).arg(&p).arg(x).arg(&mut y).arg(&n64);
+        // SAFETY: x and y hold n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(y)
+    }
+
+    fn unary_backward(&self, op: Unary, x: &Self::Buf, y: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf> {
+        let n = gy.len();
+        self.check_len("unary_backward x", x, n)?;
+        self.check_len("unary_backward y", y, n)?;
+        let mut gx = self.alloc(n)?;
+        let (code, p) = op.code();
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("unary_bwd")?);
+        b.arg(&code).arg(&p).arg(x).arg(y).arg(gy).arg(&mut gx).arg(&n64);
+        // SAFETY: every buffer holds n elements (checked above).
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(gx)
+    }
+
+    fn binary(&self, op: Binary, a: &Self::Buf, bb: &Self::Buf, l: &Broadcast) -> Result<Self::Buf> {
+        let n = l.out_numel();
+        let mut y = self.alloc(n)?;
+        let code = op.code();
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("binary_fwd")?);
+        b.arg(&code).arg(l).arg(a).arg(bb).arg(&mut y).arg(&n64);
+        // SAFETY: the layout was built from the shapes of a and b; y holds n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(y)
+    }
+
+    fn reduce_broadcast(&self, g: &Self::Buf, l: &ReduceLayout) -> Result<Self::Buf> {
+        let (kept, red) = (l.kept_numel(), l.red_numel());
+        self.check_len("reduce_broadcast", g, kept * red)?;
+        let mut out = self.alloc(kept)?;
+        let kept64 = kept as i64;
+        let red64 = red as i64;
+        let mut b = self.stream().launch_builder(self.f("reduce_broadcast")?);
+        b.arg(l).arg(g).arg(&mut out).arg(&kept64).arg(&red64);
+        let cfg = LaunchConfig { grid_dim: (kept.div_ceil(THREADS as usize) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: g holds kept*red elements, out holds kept.
+        unsafe { b.launch(cfg) }?;
+        Ok(out)
+    }
+
+    fn axpy(&self, acc: &mut Self::Buf, alpha: f32, x: &Self::Buf) -> Result<()> {
+        let n = acc.len();
+        ensure!(x.len() == n, "axpy: lengths {n} and {} differ", x.len());
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("axpy")?);
+        b.arg(acc).arg(&alpha).arg(x).arg(&n64);
+        // SAFETY: both hold n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(())
+    }
+
+    fn sum_axis(&self, x: &Self::Buf, l: AxisLayout, mean: bool) -> Result<Self::Buf> {
+        self.check_len("sum_axis", x, l.numel())?;
+        let mut y = self.alloc(l.lines())?;
+        let (o, n, i) = dims(&l);
+        let mean32 = mean as i32;
+        let mut b = self.stream().launch_builder(self.f("sum_axis_fwd")?);
+        b.arg(x).arg(&mut y).arg(&o).arg(&n).arg(&i).arg(&mean32);
+        // SAFETY: x holds outer*n*inner, y outer*inner elements.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok(y)
+    }
+
+    fn sum_axis_backward(&self, gy: &Self::Buf, l: AxisLayout, mean: bool) -> Result<Self::Buf> {
+        self.check_len("sum_axis_backward", gy, l.lines())?;
+        let mut gx = self.alloc(l.numel())?;
+        let (o, n, i) = dims(&l);
+        let mean32 = mean as i32;
+        let mut b = self.stream().launch_builder(self.f("sum_axis_bwd")?);
+        b.arg(gy).arg(&mut gx).arg(&o).arg(&n).arg(&i).arg(&mean32);
+        // SAFETY: as sum_axis.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok(gx)
+    }
+
+    fn softmax(&self, x: &Self::Buf, mask: Option<&Self::Buf>, l: AxisLayout, scale: f32) -> Result<Self::Buf> {
+        self.check_len("softmax", x, l.numel())?;
+        let mut y = self.alloc(l.numel())?;
+        let (o, n, i) = dims(&l);
+        let null: u64 = 0;
+        let mut b = self.stream().launch_builder(self.f("softmax_fwd")?);
+        b.arg(x);
+        match mask {
+            Some(m) => {
+                self.check_len("softmax mask", m, l.numel())?;
+                b.arg(m)
+            }
+            None => b.arg(&null),
+        };
+        b.arg(&mut y).arg(&o).arg(&n).arg(&i).arg(&scale);
+        // SAFETY: x, mask and y hold outer*n*inner elements; a null mask is allowed.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok(y)
+    }
+
+    fn softmax_backward(&self, y: &Self::Buf, gy: &Self::Buf, l: AxisLayout, scale: f32) -> Result<Self::Buf> {
+        self.check_len("softmax_backward", y, l.numel())?;
+        self.check_len("softmax_backward", gy, l.numel())?;
+        let mut gx = self.alloc(l.numel())?;
+        let (o, n, i) = dims(&l);
+        let mut b = self.stream().launch_builder(self.f("softmax_bwd")?);
+        b.arg(y).arg(gy).arg(&mut gx).arg(&o).arg(&n).arg(&i).arg(&scale);
+        // SAFETY: all hold outer*n*inner elements.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok(gx)
+    }
+
+    fn layer_norm(&self, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf, rows: usize, d: usize, eps: f32)
+        -> Result<(Self::Buf, Self::Buf, Self::Buf)> {
+        self.check_len("layer_norm x", x, rows * d)?;
+        self.check_len("layer_norm gamma", gamma, d)?;
+        self.check_len("layer_norm beta", beta, d)?;
+        let (mut y, mut mean, mut rstd) = (self.alloc(rows * d)?, self.alloc(rows)?, self.alloc(rows)?);
+        let rows32 = rows as i32;
+        let d32 = d as i32;
+        let mut b = self.stream().launch_builder(self.f("layer_norm_fwd")?);
+        b.arg(x).arg(gamma).arg(beta).arg(&mut y).arg(&mut mean).arg(&mut rstd).arg(&rows32).arg(&d32).arg(&eps);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_lines(rows)) }?;
+        Ok((y, mean, rstd))
+    }
+
+    fn layer_norm_backward(&self, x: &Self::Buf, gamma: &Self::Buf, mean: &Self::Buf, rstd: &Self::Buf, gy: &Self::Buf, rows: usize, d: usize)
+        -> Result<(Self::Buf, Self::Buf, Self::Buf)> {
+        self.check_len("layer_norm_backward gy", gy, rows * d)?;
+        self.check_len("layer_norm_backward x", x, rows * d)?;
+        self.check_len("layer_norm_backward mean", mean, rows)?;
+        let (mut gx, mut gg, mut gb) = (self.alloc(rows * d)?, self.alloc(d)?, self.alloc(d)?);
+        let (r, dd) = (rows as i32, d as i32);
+        let mut b = self.stream().launch_builder(self.f("layer_norm_bwd")?);
+        b.arg(x).arg(gamma).arg(mean).arg(rstd).arg(gy).arg(&mut gx).arg(&r).arg(&dd);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_lines(rows)) }?;
+        let mut b = self.stream().launch_builder(self.f("layer_norm_param_bwd")?);
+        b.arg(x).arg(mean).arg(rstd).arg(gy).arg(&mut gg).arg(&mut gb).arg(&r).arg(&dd);
+        let cfg = LaunchConfig { grid_dim: (d.div_ceil(THREADS as usize) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: gg and gb hold d elements.
+        unsafe { b.launch(cfg) }?;
+        Ok((gx, gg, gb))
+    }
+
+    fn l2_normalize(&self, x: &Self::Buf, l: AxisLayout, eps: f32) -> Result<(Self::Buf, Self::Buf)> {
+        self.check_len("l2_normalize", x, l.numel())?;
+        let (mut y, mut norm) = (self.alloc(l.numel())?, self.alloc(l.lines())?);
+        let (o, n, i) = dims(&l);
+        let mut b = self.stream().launch_builder(self.f("l2_normalize_fwd")?);
+        b.arg(x).arg(&mut y).arg(&mut norm).arg(&o).arg(&n).arg(&i).arg(&eps);
+        // SAFETY: lengths checked / allocated above.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok((y, norm))
+    }
+
+    fn l2_normalize_backward(&self, x: &Self::Buf, norm: &Self::Buf, gy: &Self::Buf, l: AxisLayout, eps: f32) -> Result<Self::Buf> {
+        self.check_len("l2_normalize_backward x", x, l.numel())?;
+        self.check_len("l2_normalize_backward gy", gy, l.numel())?;
+        self.check_len("l2_normalize_backward norm", norm, l.lines())?;
+        let mut gx = self.alloc(l.numel())?;
+        let (o, n, i) = dims(&l);
+        let mut b = self.stream().launch_builder(self.f("l2_normalize_bwd")?);
+        b.arg(x).arg(norm).arg(gy).arg(&mut gx).arg(&o).arg(&n).arg(&i).arg(&eps);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok(gx)
+    }
+
+    fn cosine(&self, a: &Self::Buf, bb: &Self::Buf, l: AxisLayout, eps: f32) -> Result<Self::Buf> {
+        self.check_len("cosine a", a, l.numel())?;
+        self.check_len("cosine b", bb, l.numel())?;
+        let mut y = self.alloc(l.lines())?;
+        let (o, n, i) = dims(&l);
+        let mut b = self.stream().launch_builder(self.f("cosine_fwd")?);
+        b.arg(a).arg(bb).arg(&mut y).arg(&o).arg(&n).arg(&i).arg(&eps);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok(y)
+    }
+
+    fn cosine_backward(&self, a: &Self::Buf, bb: &Self::Buf, gy: &Self::Buf, l: AxisLayout, eps: f32) -> Result<(Self::Buf, Self::Buf)> {
+        self.check_len("cosine_backward a", a, l.numel())?;
+        self.check_len("cosine_backward b", bb, l.numel())?;
+        self.check_len("cosine_backward gy", gy, l.lines())?;
+        let (mut ga, mut gb) = (self.alloc(l.numel())?, self.alloc(l.numel())?);
+        let (o, n, i) = dims(&l);
+        let mut b = self.stream().launch_builder(self.f("cosine_bwd")?);
+        b.arg(a).arg(bb).arg(gy).arg(&mut ga).arg(&mut gb).arg(&o).arg(&n).arg(&i).arg(&eps);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_lines(l.lines())) }?;
+        Ok((ga, gb))
+    }
+
+    fn bce_with_logits(&self, x: &Self::Buf, t: &Self::Buf) -> Result<Self::Buf> {
+        ensure!(x.len() == t.len(), "bce_with_logits: {} logits but {} targets", x.len(), t.len());
+        let mut loss = self.alloc(1)?;
+        let n64 = x.len() as i64;
+        let mut b = self.stream().launch_builder(self.f("bce_with_logits_fwd")?);
+        b.arg(x).arg(t).arg(&mut loss).arg(&n64);
+        // SAFETY: x and t have equal lengths; loss holds 1 element.
+        unsafe { b.launch(cfg_single()) }?;
+        Ok(loss)
+    }
+
+    fn bce_with_logits_backward(&self, x: &Self::Buf, t: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf> {
+        ensure!(x.len() == t.len(), "bce_with_logits_backward: {} logits but {} targets", x.len(), t.len());
+        let n = x.len();
+        let mut gx = self.alloc(n)?;
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("bce_with_logits_bwd")?);
+        b.arg(x).arg(t).arg(gy).arg(&mut gx).arg(&n64);
+        // SAFETY: x, t and gx hold n elements, gy one.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(gx)
+    }
+
+    fn triplet_hinge(&self, x: &Self::Buf, margin: f32) -> Result<Self::Buf> {
+        ensure!(x.len() % 4 == 0, "triplet_hinge: expects rows of 4 scores, got {} values", x.len());
+        let mut loss = self.alloc(1)?;
+        let rows = (x.len() / 4) as i32;
+        let mut b = self.stream().launch_builder(self.f("triplet_hinge_fwd")?);
+        b.arg(x).arg(&mut loss).arg(&rows).arg(&margin);
+        // SAFETY: x holds rows*4 elements.
+        unsafe { b.launch(cfg_single()) }?;
+        Ok(loss)
+    }
+
+    fn triplet_hinge_backward(&self, x: &Self::Buf, margin: f32, gy: &Self::Buf) -> Result<Self::Buf> {
+        let rows = x.len() / 4;
+        let mut gx = self.alloc(x.len())?;
+        let rows32 = rows as i32;
+        let mut b = self.stream().launch_builder(self.f("triplet_hinge_bwd")?);
+        b.arg(x).arg(gy).arg(&mut gx).arg(&rows32).arg(&margin);
+        // SAFETY: x and gx hold rows*4 elements.
+        unsafe { b.launch(cfg_elems(rows)) }?;
+        Ok(gx)
+    }
+
+    fn gemm(&self, g: &Gemm, a: &Self::Buf, bb: &Self::Buf, c: &mut Self::Buf) -> Result<()> {
+        let (la, lb, lc) = g.min_lens();
+        ensure!(a.len() >= la && bb.len() >= lb && c.len() >= lc,
+            "gemm {}x{}x{} (batch {}): buffers of {}, {}, {} elements are too short (need {la}, {lb}, {lc})",
+            g.m, g.n, g.k, g.batch, a.len(), bb.len(), c.len());
+        ensure!(g.batch <= 65_535, "gemm: batch {} is over the grid limit 65535", g.batch);
+        let cfg = LaunchConfig {
+            grid_dim: (g.n.div_ceil(64), g.m.div_ceil(64), g.batch),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream().launch_builder(self.f("gemm_f32")?);
+        b.arg(g).arg(a).arg(bb).arg(c);
+        // SAFETY: lengths checked above cover every matrix of the batch.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+
+    fn sgd_step(&self, h: &Sgd, p: &mut Self::Buf, g: &Self::Buf, mom: &mut Self::Buf) -> Result<()> {
+        let n = p.len();
+        ensure!(g.len() == n && mom.len() == n, "sgd_step: parameter, gradient and momentum lengths differ");
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("sgd_step")?);
+        b.arg(p).arg(g).arg(mom).arg(&n64).arg(&h.lr).arg(&h.momentum).arg(&h.weight_decay);
+        // SAFETY: all hold n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(())
+    }
+
+    fn adam_step(&self, h: &Adam, p: &mut Self::Buf, g: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf) -> Result<()> {
+        let n = p.len();
+        ensure!(g.len() == n && m.len() == n && v.len() == n, "adam_step: parameter, gradient and moment lengths differ");
+        let bc1 = 1.0 - h.beta1.powi(h.step as i32);
+        let bc2 = 1.0 - h.beta2.powi(h.step as i32);
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("adam_step")?);
+        b.arg(p).arg(g).arg(m).arg(v).arg(&n64).arg(&h.lr).arg(&h.beta1).arg(&h.beta2).arg(&h.eps)
+            .arg(&h.weight_decay).arg(&bc1).arg(&bc2);
+        // SAFETY: all hold n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(())
+    }
+
+    fn sum_squares(&self, x: &Self::Buf) -> Result<f64> {
+        let n = x.len();
+        let cfg = cfg_elems(n);
+        let blocks = cfg.grid_dim.0.min(1024);
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), ..cfg };
+        let mut partial = self.stream().alloc_zeros::<f64>(blocks as usize)?;
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("sum_squares")?);
+        b.arg(x).arg(&mut partial).arg(&n64);
+        // SAFETY: x holds n elements, partial one per block.
+        unsafe { b.launch(cfg) }?;
+        let host = self.stream().clone_dtoh(&partial)?;
+        self.stream().synchronize()?;
+        Ok(host.iter().sum())
+    }
+
+    fn scale_inplace(&self, x: &mut Self::Buf, c: f32) -> Result<()> {
+        let n = x.len();
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("scale_inplace")?);
+        b.arg(x).arg(&c).arg(&n64);
+        // SAFETY: x holds n elements.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! engine: a weakly supervised pneumonia localizer for chest X-rays, trained
+//! from the words of radiology reports, with its own CUDA kernels.
+//!
+//! Layers: `shape` (index layouts), `backend` (the op trait, CPU reference,
+//! CUDA), `autograd` (the tape), `params` / `optim` / `weights` (training
+//! state on disk), `info` (what `engine info` prints).
+
+pub mod autograd;
+pub mod backend;
+pub mod info;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod shape;
+pub mod weights;
+
+/// The embedded PTX of every `cuda/*.cu` (empty in a build without nvcc).
+pub mod kernels {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
+pub use autograd::{Graph, Tensor, Var};
+pub use backend::{cpu::Cpu, cuda::Cuda, device::Device, Backend};
