@@ -23,6 +23,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect safetensors weight files.
+    #[command(subcommand)]
+    Weights(WeightsCommand),
+}
+
+#[derive(Subcommand)]
+enum WeightsCommand {
+    /// List the tensors of a safetensors file: name, dtype, shape.
+    Show {
+        file: std::path::PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -36,6 +50,21 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", engine::info::text(&report));
+            }
+        }
+        Command::Weights(WeightsCommand::Show { file, json }) => {
+            let f = engine::weights::read(&file)?;
+            if json {
+                let tensors: serde_json::Map<String, serde_json::Value> = f.tensors.iter()
+                    .map(|(k, t)| (k.clone(), serde_json::json!({ "dtype": format!("{:?}", t.dtype), "shape": t.shape })))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "file": file, "tensors": tensors, "metadata": f.metadata }))?);
+            } else {
+                let total: usize = f.tensors.values().map(|t| t.data.len()).sum();
+                println!("{}: {} tensors, {} values", file.display(), f.tensors.len(), total);
+                for (name, t) in &f.tensors {
+                    println!("  {name:<48} {:<5} {:?}", format!("{:?}", t.dtype), t.shape);
+                }
             }
         }
     }

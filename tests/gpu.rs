@@ -1,0 +1,122 @@
+//! CUDA against the CPU reference, for every op forward and backward, on
+//! fresh random inputs (the seed is printed). Needs a GPU: run with
+//! `--include-ignored` on the GPU machine (tools/gpu-check.sh). These fail
+//! loudly when CUDA does not work there.
+
+mod common;
+use common::{assert_close, cases, f32s, run_case};
+use engine::backend::{Adam, Backend, Gemm, Sgd};
+use engine::rng::Rng;
+use engine::{Cpu, Cuda};
+
+const TOL: f64 = 1e-5;
+
+fn gpu() -> Cuda {
+    Cuda::new(0).expect("these tests need a working CUDA GPU")
+}
+
+fn fresh_seed() -> u64 {
+    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    eprintln!("seed {s}");
+    s
+}
+
+/// Inputs rounded to f32 first, so both backends see the same numbers.
+fn rounded(inputs: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    inputs.into_iter().map(|v| v.into_iter().map(|x| x as f32 as f64).collect()).collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn every_op_forward_and_backward_matches_cpu() {
+    let (cpu, cuda) = (Cpu::<f32>::new(), gpu());
+    let mut rng = Rng::new(fresh_seed());
+    let mut failures = Vec::new();
+    for case in cases() {
+        let inputs = rounded(case.inputs(&mut rng));
+        let w_seed = rng.next_u64();
+        let a = run_case(&cpu, &case, &inputs, w_seed).unwrap();
+        let b = run_case(&cuda, &case, &inputs, w_seed).unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
+        let r = std::panic::catch_unwind(|| {
+            assert_close(&format!("{} forward", case.name), &f32s(&b.y), &f32s(&a.y), TOL);
+            for (i, (ga, gb)) in a.grads.iter().zip(&b.grads).enumerate() {
+                if let (Some(ga), Some(gb)) = (ga, gb) {
+                    assert_close(&format!("{} grad {i}", case.name), &f32s(gb), &f32s(ga), TOL);
+                }
+            }
+        });
+        match r {
+            Ok(()) => eprintln!("{:<24} ok", case.name),
+            Err(e) => failures.push(e.downcast_ref::<String>().cloned().unwrap_or_default()),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gemm_every_transpose_and_batch_at_size() {
+    let (cpu, cuda) = (Cpu::<f32>::new(), gpu());
+    let mut rng = Rng::new(fresh_seed());
+    for (batch, m, n, k) in [(1, 512, 384, 256), (3, 129, 65, 200), (8, 300, 200, 256)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let mut g = Gemm::new(batch, m, n, k, ta, tb);
+            g.alpha = 0.5;
+            g.beta = 2.0;
+            let a = rng.normals(batch * m * k);
+            let b = rng.normals(batch * k * n);
+            let c0 = rng.normals(batch * m * n);
+            let mut c_cpu = c0.clone();
+            cpu.gemm(&g, &a, &b, &mut c_cpu).unwrap();
+            let (da, db) = (cuda.upload(&a).unwrap(), cuda.upload(&b).unwrap());
+            let mut dc = cuda.upload(&c0).unwrap();
+            cuda.gemm(&g, &da, &db, &mut dc).unwrap();
+            assert_close(&format!("gemm {batch}x{m}x{n}x{k} ta={ta} tb={tb}"), &cuda.download(&dc).unwrap(), &c_cpu, TOL);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn optimizers_and_clipping_match_cpu() {
+    let (cpu, cuda) = (Cpu::<f32>::new(), gpu());
+    let mut rng = Rng::new(fresh_seed());
+    let n = 100_003;
+    let (p, g) = (rng.normals(n), rng.normals(n));
+    // SGD, three steps
+    let h = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 1e-4 };
+    let (mut pc, mut bc) = (p.clone(), vec![0.0; n]);
+    let (mut pd, mut bd) = (cuda.upload(&p).unwrap(), cuda.zeros(n).unwrap());
+    let gd = cuda.upload(&g).unwrap();
+    for _ in 0..3 {
+        cpu.sgd_step(&h, &mut pc, &g, &mut bc).unwrap();
+        cuda.sgd_step(&h, &mut pd, &gd, &mut bd).unwrap();
+    }
+    assert_close("sgd params", &cuda.download(&pd).unwrap(), &pc, TOL);
+    assert_close("sgd momentum", &cuda.download(&bd).unwrap(), &bc, TOL);
+    // Adam, three steps
+    let (mut pc, mut mc, mut vc) = (p.clone(), vec![0.0; n], vec![0.0; n]);
+    let (mut pd, mut md, mut vd) = (cuda.upload(&p).unwrap(), cuda.zeros(n).unwrap(), cuda.zeros(n).unwrap());
+    for step in 1..=3 {
+        let h = Adam { lr: 1e-3, weight_decay: 1e-2, step, ..Adam::default() };
+        cpu.adam_step(&h, &mut pc, &g, &mut mc, &mut vc).unwrap();
+        cuda.adam_step(&h, &mut pd, &gd, &mut md, &mut vd).unwrap();
+    }
+    assert_close("adam params", &cuda.download(&pd).unwrap(), &pc, TOL);
+    assert_close("adam v", &cuda.download(&vd).unwrap(), &vc, TOL);
+    // sum of squares and scaling
+    let (sc, sd) = (cpu.sum_squares(&g).unwrap(), cuda.sum_squares(&gd).unwrap());
+    assert!((sc - sd).abs() / sc < 1e-6, "sum_squares {sc} vs {sd}");
+    let mut gd2 = cuda.copy(&gd).unwrap();
+    cuda.scale_inplace(&mut gd2, 0.25).unwrap();
+    let mut gc2 = g.clone();
+    cpu.scale_inplace(&mut gc2, 0.25).unwrap();
+    assert_close("scale_inplace", &cuda.download(&gd2).unwrap(), &gc2, TOL);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn auto_device_picks_the_gpu() {
+    let d = engine::Device::select(engine::backend::device::DeviceArg::Auto).unwrap();
+    assert!(matches!(d, engine::Device::Cuda(_)), "auto chose {}", d.name());
+}

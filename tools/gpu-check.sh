@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one script run on the GPU machine, from the repository root, after
+# tools/gpu-bundle.sh: engine info, every GPU test (the ignored ones too),
+# the kernel benches, and PyTorch on the same card for comparison; a short
+# table last. Logs and JSON go to $OUT (default .gpu/out).
+#   ENGINE_BENCH_FILTER   criterion filter for the benches (default: all)
+#   ANCHORS_SECTIONS      sections of pytorch_anchors.py to run (default 0)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ -d .gpu/bin ] || cd ..   # also works when called as .gpu/gpu-check.sh
+OUT="${OUT:-.gpu/out}"
+mkdir -p "$OUT"
+status=0
+step() { echo; echo "=== $*"; }
+{
+  step "card"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  step "engine info"; .gpu/bin/bin-engine info || status=1
+  for t in .gpu/bin/test-gpu .gpu/bin/lib-engine; do
+    step "$t --include-ignored"; "$t" --include-ignored --test-threads=1 || status=1
+  done
+  step "benches"
+  export CRITERION_HOME="$PWD/.gpu/criterion"
+  .gpu/bin/bench-ops --bench ${ENGINE_BENCH_FILTER:-} || status=1
+  python3 .gpu/bench-table.py "$CRITERION_HOME" > "$OUT/bench.md" || true
+  if [ -f .gpu/reference/pytorch_anchors.py ] && python3 -c 'import torch' 2>/dev/null; then
+    step "PyTorch on the same card"
+    ANCHORS_SECTIONS="${ANCHORS_SECTIONS:-0}" OUT="$OUT" python3 .gpu/reference/pytorch_anchors.py || status=1
+  fi
+  step "summary (status $status)"
+  cat "$OUT/bench.md" 2>/dev/null
+  [ -f "$OUT/anchors.json" ] && cat "$OUT/anchors.json"
+} 2>&1 | tee "$OUT/gpu-check.log"
+exit $status
