@@ -47,21 +47,37 @@ extern "C" __global__ void binary_fwd(int op, Broadcast l, const float* a, const
     }
 }
 
-// One thread per input element, summing over the broadcast dimensions
-// (adjacent threads read adjacent outputs, so the loads coalesce).
-extern "C" __global__ void reduce_broadcast(ReduceLayout l, const float* g, float* out, long long kept, long long red) {
+// One thread per (input element i, chunk c of the reduced indices): partial
+// sums of RED_CHUNK reduced elements, then reduce_broadcast_sum adds the
+// chunks in a fixed order (deterministic, no atomics). Adjacent threads take
+// adjacent i, so a bias gradient's loads coalesce.
+#define RED_CHUNK 64
+
+__device__ __forceinline__ long long decode(long long i, const unsigned int* dims, const unsigned int* strides, int rank) {
+    long long off = 0;
+    for (int d = rank - 1; d >= 0; d--) {
+        off += (i % dims[d]) * (long long)strides[d];
+        i /= dims[d];
+    }
+    return off;
+}
+
+extern "C" __global__ void reduce_broadcast(ReduceLayout l, const float* g, float* partial, long long kept, long long red) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= kept) return;
+    long long c = blockIdx.y;
+    long long base = decode(i, l.kept_dims, l.out_strides, l.rank);
+    long long j1 = min(red, (c + 1) * RED_CHUNK);
+    float s = 0.0f;
+    for (long long j = c * RED_CHUNK; j < j1; j++) s += g[base + decode(j, l.red_dims, l.out_strides, l.rank)];
+    partial[c * kept + i] = s;
+}
+
+extern "C" __global__ void reduce_broadcast_sum(const float* partial, float* out, long long kept, int chunks) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= kept) return;
     float s = 0.0f;
-    for (long long j = 0; j < red; j++) {
-        long long ii = i, jj = j, off = 0;
-        for (int d = (int)l.rank - 1; d >= 0; d--) {
-            off += (ii % l.kept_dims[d] + jj % l.red_dims[d]) * (long long)l.out_strides[d];
-            ii /= l.kept_dims[d];
-            jj /= l.red_dims[d];
-        }
-        s += g[off];
-    }
+    for (int c = 0; c < chunks; c++) s += partial[c * kept + i];
     out[i] = s;
 }
 

@@ -149,14 +149,22 @@ impl ReduceLayout {
     pub fn red_numel(&self) -> usize {
         self.red_dims[..self.rank as usize].iter().map(|&d| d as usize).product()
     }
-    /// Offset in the output of (kept index `i`, reduced index `j`).
-    pub fn offset(&self, mut i: usize, mut j: usize) -> usize {
+    /// Offset in the output of (kept index `i`, reduced index `j`): the two
+    /// index sets use disjoint dims, so it is `kept_offset(i) + red_offset(j)`.
+    pub fn offset(&self, i: usize, j: usize) -> usize {
+        self.kept_offset(i) + self.red_offset(j)
+    }
+    pub fn kept_offset(&self, i: usize) -> usize {
+        Self::decode(i, &self.kept_dims, &self.out_strides, self.rank)
+    }
+    pub fn red_offset(&self, j: usize) -> usize {
+        Self::decode(j, &self.red_dims, &self.out_strides, self.rank)
+    }
+    fn decode(mut i: usize, dims: &[u32; MAX_RANK], strides: &[u32; MAX_RANK], rank: u32) -> usize {
         let mut off = 0;
-        for d in (0..self.rank as usize).rev() {
-            let (kd, rd) = (self.kept_dims[d] as usize, self.red_dims[d] as usize);
-            off += ((i % kd) + (j % rd)) * self.out_strides[d] as usize;
-            i /= kd;
-            j /= rd;
+        for d in (0..rank as usize).rev() {
+            off += (i % dims[d] as usize) * strides[d] as usize;
+            i /= dims[d] as usize;
         }
         off
     }

@@ -166,8 +166,15 @@ impl<T: Real> Backend for Cpu<T> {
     }
 
     fn reduce_broadcast(&self, g: &Vec<T>, l: &ReduceLayout) -> Result<Vec<T>> {
-        let red = l.red_numel();
-        Ok((0..l.kept_numel()).map(|i| (0..red).map(|j| g[l.offset(i, j)]).sum()).collect())
+        // out[i] = sum_j g[kept_offset(i) + red_offset(j)], j outermost so that
+        // a bias gradient reads g row by row.
+        let ko: Vec<usize> = (0..l.kept_numel()).map(|i| l.kept_offset(i)).collect();
+        let mut out = vec![T::zero(); ko.len()];
+        for j in 0..l.red_numel() {
+            let r = l.red_offset(j);
+            out.iter_mut().zip(&ko).for_each(|(o, &k)| *o = *o + g[k + r]);
+        }
+        Ok(out)
     }
 
     fn axpy(&self, acc: &mut Vec<T>, alpha: f32, x: &Vec<T>) -> Result<()> {

@@ -26,6 +26,8 @@ struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     funcs: HashMap<String, CudaFunction>,
+    /// ENGINE_GEMM=occ1 selects the one-block-per-SM GEMM (for measuring).
+    gemm_occ1: bool,
 }
 
 /// Names of the kernels (`.entry`) in a PTX text.
@@ -96,7 +98,8 @@ impl Cuda {
                 funcs.insert(entry, f);
             }
         }
-        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs }) })
+        let gemm_occ1 = std::env::var("ENGINE_GEMM").is_ok_and(|v| v == "occ1");
+        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs, gemm_occ1 }) })
     }
 
     fn f(&self, name: &str) -> Result<&CudaFunction> {
@@ -208,13 +211,22 @@ impl Backend for Cuda {
     fn reduce_broadcast(&self, g: &Self::Buf, l: &ReduceLayout) -> Result<Self::Buf> {
         let (kept, red) = (l.kept_numel(), l.red_numel());
         self.check_len("reduce_broadcast", g, kept * red)?;
+        // Partial sums of 64 reduced elements each (RED_CHUNK in elementwise.cu), then their sum.
+        let chunks = red.div_ceil(64);
+        ensure!(chunks <= 65_535, "reduce_broadcast: {red} reduced elements is over the grid limit");
+        let mut partial = self.alloc(chunks * kept)?;
         let mut out = self.alloc(kept)?;
-        let kept64 = kept as i64;
-        let red64 = red as i64;
+        let (kept64, red64, chunks32) = (kept as i64, red as i64, chunks as i32);
+        let blocks = kept.div_ceil(THREADS as usize) as u32;
         let mut b = self.stream().launch_builder(self.f("reduce_broadcast")?);
-        b.arg(l).arg(g).arg(&mut out).arg(&kept64).arg(&red64);
-        let cfg = LaunchConfig { grid_dim: (kept.div_ceil(THREADS as usize) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: g holds kept*red elements, out holds kept.
+        b.arg(l).arg(g).arg(&mut partial).arg(&kept64).arg(&red64);
+        let cfg = LaunchConfig { grid_dim: (blocks, chunks as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: g holds kept*red elements, partial chunks*kept.
+        unsafe { b.launch(cfg) }?;
+        let mut b = self.stream().launch_builder(self.f("reduce_broadcast_sum")?);
+        b.arg(&partial).arg(&mut out).arg(&kept64).arg(&chunks32);
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: partial holds chunks*kept elements, out kept.
         unsafe { b.launch(cfg) }?;
         Ok(out)
     }
@@ -421,11 +433,12 @@ impl Backend for Cuda {
             g.m, g.n, g.k, g.batch, a.len(), bb.len(), c.len());
         ensure!(g.batch <= 65_535, "gemm: batch {} is over the grid limit 65535", g.batch);
         let cfg = LaunchConfig {
-            grid_dim: (g.n.div_ceil(64), g.m.div_ceil(64), g.batch),
+            grid_dim: (g.n.div_ceil(128), g.m.div_ceil(128), g.batch),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream().launch_builder(self.f("gemm_f32")?);
+        let f = if self.inner.gemm_occ1 { self.f("gemm_f32_occ1")? } else { self.f("gemm_f32")? };
+        let mut b = self.stream().launch_builder(f);
         b.arg(g).arg(a).arg(bb).arg(c);
         // SAFETY: lengths checked above cover every matrix of the batch.
         unsafe { b.launch(cfg) }?;
