@@ -31,6 +31,27 @@ struct Gemm {
     float alpha, beta;
 };
 
+// Mirrors backend::Conv2d (repr(C)). Input [n, c, h, w], weight
+// [k, c/groups, r, s], output [n, k, oh, ow].
+struct Conv2d {
+    int n, c, h, w, k, r, s, oh, ow;
+    int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+};
+
+// Mirrors backend::Pool2d (repr(C)): max-pool window k, or nearest
+// upsampling when k = 0 (then stride and pad are unused).
+struct Pool2d {
+    int n, c, h, w, oh, ow, k, stride, pad;
+};
+
+// Mirrors backend::Permute (repr(C)): out[i] = in[sum_d idx_d(i) * in_strides[d]]
+// where idx is the index of i in out_dims.
+struct Permute {
+    unsigned int rank;
+    unsigned int out_dims[MAX_RANK];
+    unsigned int in_strides[MAX_RANK];
+};
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

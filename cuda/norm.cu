@@ -115,3 +115,68 @@ extern "C" __global__ void cosine_bwd(const float* a, const float* b, const floa
         gb[i] = g * (a[i] / den - kb * b[i]);
     }
 }
+
+// Per-channel affine y = x * scale[c] + shift[c] over [n, c, hw]: frozen
+// batch norm (scale = gamma / sqrt(var + eps), shift = beta - mean * scale)
+// and its input gradient (shift = null).
+extern "C" __global__ void channel_affine(const float* x, const float* scale, const float* shift, float* y,
+                                          long long total, int c, int hw) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        int ch = (int)((i / hw) % c);
+        y[i] = x[i] * scale[ch] + (shift ? shift[ch] : 0.0f);
+    }
+}
+
+// Batch norm in training mode, one block per channel: the batch mean and the
+// biased variance over [n, hw] (two passes, f64 sums).
+extern "C" __global__ void batch_norm_stats(const float* x, float* mean, float* var, int n, int c, int hw) {
+    int ch = blockIdx.x;
+    long long m = (long long)n * hw;
+    double s = 0.0;
+    for (long long i = threadIdx.x; i < m; i += blockDim.x) s += x[((i / hw) * c + ch) * hw + i % hw];
+    double mu = block_sum_d(s) / m;
+    double v = 0.0;
+    for (long long i = threadIdx.x; i < m; i += blockDim.x) {
+        double d = x[((i / hw) * c + ch) * hw + i % hw] - mu;
+        v += d * d;
+    }
+    v = block_sum_d(v) / m;
+    if (threadIdx.x == 0) { mean[ch] = (float)mu; var[ch] = (float)v; }
+}
+
+extern "C" __global__ void batch_norm_apply(const float* x, const float* mean, const float* var, const float* gamma,
+                                            const float* beta, float* y, long long total, int c, int hw, float eps) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        int ch = (int)((i / hw) % c);
+        y[i] = (x[i] - mean[ch]) * rsqrtf(var[ch] + eps) * gamma[ch] + beta[ch];
+    }
+}
+
+// g_gamma = sum g_y x̂, g_beta = sum g_y, one block per channel.
+extern "C" __global__ void batch_norm_bwd_reduce(const float* x, const float* gy, const float* mean, const float* var,
+                                                 float* ggamma, float* gbeta, int n, int c, int hw, float eps) {
+    int ch = blockIdx.x;
+    long long m = (long long)n * hw;
+    float mu = mean[ch], istd = rsqrtf(var[ch] + eps);
+    double sg = 0.0, sgx = 0.0;
+    for (long long i = threadIdx.x; i < m; i += blockDim.x) {
+        long long j = ((i / hw) * c + ch) * hw + i % hw;
+        sg += gy[j];
+        sgx += (double)gy[j] * (x[j] - mu) * istd;
+    }
+    sg = block_sum_d(sg);
+    sgx = block_sum_d(sgx);
+    if (threadIdx.x == 0) { gbeta[ch] = (float)sg; ggamma[ch] = (float)sgx; }
+}
+
+// g_x = gamma istd / m (m g_y - g_beta - x̂ g_gamma)
+extern "C" __global__ void batch_norm_bwd_apply(const float* x, const float* gy, const float* mean, const float* var,
+                                                const float* gamma, const float* ggamma, const float* gbeta, float* gx,
+                                                long long total, int n, int c, int hw, float eps) {
+    float m = (float)n * hw;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        int ch = (int)((i / hw) % c);
+        float istd = rsqrtf(var[ch] + eps), xh = (x[i] - mean[ch]) * istd;
+        gx[i] = gamma[ch] * istd / m * (m * gy[i] - gbeta[ch] - xh * ggamma[ch]);
+    }
+}

@@ -6,7 +6,7 @@
 //! accumulated (`+=`) into the tape's gradient slots; parameter gradients
 //! are accumulated into the `ParamSet` after the pass.
 
-use crate::backend::{Backend, Binary, Gemm, Unary};
+use crate::backend::{Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Unary};
 use crate::params::ParamSet;
 use crate::shape::{numel, reduced_shape, AxisLayout, Broadcast};
 use anyhow::{bail, ensure, Context, Result};
@@ -61,6 +61,16 @@ enum Op<B: Backend> {
     L2Normalize { x: Var, l: AxisLayout, eps: f32, norm: B::Buf },
     Cosine { a: Var, b: Var, l: AxisLayout, eps: f32 },
     BceWithLogits { x: Var, target: Var },
+    Conv2d { x: Var, w: Var, bias: Option<Var>, p: Conv2d },
+    /// Frozen batch norm: constant per-channel scale and shift.
+    ChannelAffine { x: Var, scale: Tensor<B>, c: usize, hw: usize },
+    BatchNorm { x: Var, gamma: Var, beta: Var, mean: B::Buf, var: B::Buf, n: usize, c: usize, hw: usize, eps: f32 },
+    MaxPool { x: Var, p: Pool2d, argmax: B::Buf },
+    Upsample { x: Var, p: Pool2d },
+    Permute { x: Var, perm: Vec<usize> },
+    Concat { xs: Vec<Var>, l: AxisLayout },
+    FocalLoss { x: Var, target: Var, weight: Option<Var>, alpha: f32, gamma: f32 },
+    BoxLoss { x: Var, target: Var, weight: Option<Var>, kind: BoxLoss },
     TripletHinge { x: Var, margin: f32 },
 }
 
@@ -348,6 +358,111 @@ impl<B: Backend> Graph<B> {
         Ok(self.push(Tensor::new(y, &[]), Op::TripletHinge { x, margin }, rg))
     }
 
+    // detector ops -------------------------------------------------------------------
+
+    /// 2-D convolution, NCHW (torch.nn.functional.conv2d).
+    pub fn conv2d(&mut self, x: Var, w: Var, bias: Option<Var>, stride: usize, padding: usize, dilation: usize, groups: usize) -> Result<Var> {
+        let p = Conv2d::new(self.shape(x), self.shape(w), [stride; 2], [padding; 2], [dilation; 2], groups)?;
+        if let Some(b) = bias {
+            ensure!(self.shape(b) == [p.k as usize], "conv2d: bias {:?} for {} channels", self.shape(b), p.k);
+        }
+        let y = self.b.conv2d(&p, &self.value(x).buf, &self.value(w).buf, bias.map(|b| &*self.nodes[b.0].value.buf))?;
+        let mut ins = vec![x, w];
+        ins.extend(bias);
+        let rg = self.rg(&ins);
+        Ok(self.push(Tensor::new(y, &p.out_shape()), Op::Conv2d { x, w, bias, p }, rg))
+    }
+
+    /// `x * scale[c] + shift[c]` with constant per-channel tensors (frozen batch norm).
+    pub fn channel_affine(&mut self, x: Var, scale: &Tensor<B>, shift: &Tensor<B>) -> Result<Var> {
+        let s = self.shape(x).to_vec();
+        ensure!(s.len() >= 2, "channel_affine: input {s:?} has no channel axis");
+        let (c, hw) = (s[1], numel(&s[2..]));
+        ensure!(scale.shape == [c] && shift.shape == [c], "channel_affine: scale/shift for {c} channels");
+        let y = self.b.channel_affine(&self.value(x).buf, &scale.buf, Some(&*shift.buf), c, hw)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &s), Op::ChannelAffine { x, scale: scale.clone(), c, hw }, rg))
+    }
+
+    /// Batch norm in training mode; returns the output and the batch (mean,
+    /// biased variance) for the caller's running statistics.
+    pub fn batch_norm_train(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<(Var, Tensor<B>, Tensor<B>)> {
+        let s = self.shape(x).to_vec();
+        ensure!(s.len() >= 2, "batch_norm: input {s:?} has no channel axis");
+        let (n, c, hw) = (s[0], s[1], numel(&s[2..]));
+        ensure!(self.shape(gamma) == [c] && self.shape(beta) == [c], "batch_norm: gamma/beta for {c} channels");
+        let (y, mean, var) = self.b.batch_norm_train(&self.value(x).buf, &self.value(gamma).buf, &self.value(beta).buf, n, c, hw, eps)?;
+        let stats = (Tensor::new(self.b.copy(&mean)?, &[c]), Tensor::new(self.b.copy(&var)?, &[c]));
+        let rg = self.rg(&[x, gamma, beta]);
+        let v = self.push(Tensor::new(y, &s), Op::BatchNorm { x, gamma, beta, mean, var, n, c, hw, eps }, rg);
+        Ok((v, stats.0, stats.1))
+    }
+
+    pub fn max_pool2d(&mut self, x: Var, k: usize, stride: usize, pad: usize) -> Result<Var> {
+        let p = Pool2d::max(self.shape(x), k, stride, pad)?;
+        let (y, argmax) = self.b.max_pool2d(&p, &self.value(x).buf)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &p.out_shape()), Op::MaxPool { x, p, argmax }, rg))
+    }
+
+    /// Nearest upsampling to `size` (torch.nn.functional.interpolate, mode nearest).
+    pub fn upsample_nearest(&mut self, x: Var, size: [usize; 2]) -> Result<Var> {
+        let p = Pool2d::upsample(self.shape(x), size)?;
+        let y = self.b.upsample_nearest(&p, &self.value(x).buf)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &p.out_shape()), Op::Upsample { x, p }, rg))
+    }
+
+    /// Axis permutation: `out.shape[i] = x.shape[perm[i]]`.
+    pub fn permute(&mut self, x: Var, perm: &[usize]) -> Result<Var> {
+        let (l, out) = Permute::new(self.shape(x), perm)?;
+        let y = self.b.permute(&self.value(x).buf, &l)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &out), Op::Permute { x, perm: perm.to_vec() }, rg))
+    }
+
+    /// Concatenation along `axis` (all other dims equal).
+    pub fn concat(&mut self, xs: &[Var], axis: isize) -> Result<Var> {
+        ensure!(!xs.is_empty(), "concat of nothing");
+        let first = self.shape(xs[0]).to_vec();
+        let a = crate::shape::normalize_axis(first.len(), axis)?;
+        let mut out = first.clone();
+        out[a] = 0;
+        for &x in xs {
+            let s = self.shape(x);
+            ensure!(s.len() == first.len() && s.iter().enumerate().all(|(i, &d)| i == a || d == first[i]),
+                "concat along axis {a}: shapes {first:?} and {s:?} differ elsewhere");
+            out[a] += s[a];
+        }
+        let l = AxisLayout::new(&out, a as isize)?;
+        let mut y = self.b.zeros(numel(&out))?;
+        let mut start = 0;
+        for &x in xs {
+            self.b.axis_insert(&mut y, l, start, &self.value(x).buf)?;
+            start += self.shape(x)[a];
+        }
+        let rg = self.rg(xs);
+        Ok(self.push(Tensor::new(y, &out), Op::Concat { xs: xs.to_vec(), l }, rg))
+    }
+
+    /// Sigmoid focal loss summed with per-element weights (targets and weights get no gradient).
+    pub fn focal_loss(&mut self, x: Var, target: Var, weight: Option<Var>, alpha: f32, gamma: f32) -> Result<Var> {
+        ensure!(self.shape(x) == self.shape(target), "focal_loss: logits {:?} and targets {:?} differ", self.shape(x), self.shape(target));
+        let w = weight.map(|w| &*self.nodes[w.0].value.buf);
+        let y = self.b.focal_loss(&self.value(x).buf, &self.value(target).buf, w, alpha, gamma)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &[]), Op::FocalLoss { x, target, weight, alpha, gamma }, rg))
+    }
+
+    /// L1 or smooth-L1 loss summed with per-element weights.
+    pub fn box_loss(&mut self, kind: BoxLoss, x: Var, target: Var, weight: Option<Var>) -> Result<Var> {
+        ensure!(self.shape(x) == self.shape(target), "box_loss: predictions {:?} and targets {:?} differ", self.shape(x), self.shape(target));
+        let w = weight.map(|w| &*self.nodes[w.0].value.buf);
+        let y = self.b.box_loss(kind, &self.value(x).buf, &self.value(target).buf, w)?;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &[]), Op::BoxLoss { x, target, weight, kind }, rg))
+    }
+
     // the reverse pass -----------------------------------------------------------------
 
     /// Gradients of the scalar `loss` with respect to every node that needs one.
@@ -458,6 +573,70 @@ impl<B: Backend> Graph<B> {
                 }
                 Op::TripletHinge { x, margin } => {
                     let gx = b.triplet_hinge_backward(val(*x), *margin, &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Conv2d { x, w, bias, p } => {
+                    if need(*x) {
+                        let gx = b.conv2d_backward_data(p, &gy, val(*w))?;
+                        acc(&mut slots, *x, gx)?;
+                    }
+                    if need(*w) {
+                        let gw = b.conv2d_backward_weight(p, val(*x), &gy)?;
+                        acc(&mut slots, *w, gw)?;
+                    }
+                    if let Some(bias) = bias {
+                        // sum over n, oh, ow of [n, k, oh*ow]
+                        let (l, _) = Broadcast::new(&[p.n as usize, p.k as usize, (p.oh * p.ow) as usize], &[p.k as usize, 1])?;
+                        let gb = b.reduce_broadcast(&gy, &l.reduce_for(true))?;
+                        acc(&mut slots, *bias, gb)?;
+                    }
+                }
+                Op::ChannelAffine { x, scale, c, hw } => {
+                    let gx = b.channel_affine(&gy, &scale.buf, None, *c, *hw)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::BatchNorm { x, gamma, beta, mean, var, n, c, hw, eps } => {
+                    let (gx, gg, gb) = b.batch_norm_backward(val(*x), val(*gamma), mean, var, &gy, *n, *c, *hw, *eps)?;
+                    acc(&mut slots, *x, gx)?;
+                    acc(&mut slots, *gamma, gg)?;
+                    acc(&mut slots, *beta, gb)?;
+                }
+                Op::MaxPool { x, p, argmax } => {
+                    let gx = b.max_pool2d_backward(p, &gy, argmax)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Upsample { x, p } => {
+                    let gx = b.upsample_nearest_backward(p, &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Permute { x, perm } => {
+                    let mut inv = vec![0; perm.len()];
+                    for (i, &p) in perm.iter().enumerate() {
+                        inv[p] = i;
+                    }
+                    let (l, _) = Permute::new(&node.value.shape, &inv)?;
+                    let gx = b.permute(&gy, &l)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::Concat { xs, l } => {
+                    let mut start = 0;
+                    for &x in xs {
+                        let len = self.value(x).numel() / (l.outer * l.inner);
+                        if need(x) {
+                            let gx = b.axis_slice(&gy, *l, start, len)?;
+                            acc(&mut slots, x, gx)?;
+                        }
+                        start += len;
+                    }
+                }
+                Op::FocalLoss { x, target, weight, alpha, gamma } => {
+                    let w = weight.map(|w| val(w));
+                    let gx = b.focal_loss_backward(val(*x), val(*target), w, *alpha, *gamma, &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::BoxLoss { x, target, weight, kind } => {
+                    let w = weight.map(|w| val(w));
+                    let gx = b.box_loss_backward(*kind, val(*x), val(*target), w, &gy)?;
                     acc(&mut slots, *x, gx)?;
                 }
             }

@@ -136,3 +136,112 @@ fn triplet_hinge() {
         check(f, case, &["x"], &[], |g, x, _| g.triplet_hinge(x[0], margin))
     });
 }
+
+fn meta_usize2(f: &TensorFile, key: &str) -> Result<[usize; 2]> {
+    let v: serde_json::Value = f.meta(key)?;
+    let v = match v { serde_json::Value::String(s) => serde_json::from_str(&s)?, v => v };
+    match v {
+        serde_json::Value::Array(a) => Ok([a[0].as_u64().context("int")? as usize, a[1].as_u64().context("int")? as usize]),
+        v => { let n = v.as_u64().with_context(|| format!("{key} = {v}"))? as usize; Ok([n, n]) }
+    }
+}
+
+#[test]
+fn conv2d() {
+    for_each_case("conv2d", |f, case| {
+        let m = |k: &str| meta_f32(f, &format!("{case}/{k}")).map(|v| v as usize);
+        let (stride, pad, dil, groups) = (m("stride")?, m("padding")?, m("dilation")?, m("groups")?);
+        let has_bias = f.tensors.contains_key(&format!("{case}/b"));
+        let names: &[&str] = if has_bias { &["x", "w", "b"] } else { &["x", "w"] };
+        check(f, case, names, &[], |g, x, _| g.conv2d(x[0], x[1], x.get(2).copied(), stride, pad, dil, groups))
+    });
+}
+
+#[test]
+fn frozen_bn() {
+    for_each_case("frozen_bn", |f, case| {
+        let eps = meta_f32(f, &format!("{case}/eps"))?;
+        let get = |n: &str| f.get(&format!("{case}/{n}")).map(|t| t.data.clone());
+        let (w, b, rm, rv) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+        let scale: Vec<f32> = w.iter().zip(&rv).map(|(w, v)| w / (v + eps).sqrt()).collect();
+        let shift: Vec<f32> = b.iter().zip(&rm).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let cpu = Cpu::<f32>::new();
+        let (st, sh) = (Tensor::from_host(&cpu, &scale, &[w.len()])?, Tensor::from_host(&cpu, &shift, &[w.len()])?);
+        check(f, case, &["x"], &[], |g, x, _| g.channel_affine(x[0], &st, &sh))
+    });
+}
+
+#[test]
+fn batchnorm2d_train() {
+    for_each_case("batchnorm2d_train", |f, case| {
+        let eps = meta_f32(f, &format!("{case}/eps"))?;
+        let momentum = meta_f32(f, &format!("{case}/momentum"))?;
+        let stats = std::cell::RefCell::new(None);
+        check(f, case, &["x", "gamma", "beta"], &[], |g, x, _| {
+            let (y, mean, var) = g.batch_norm_train(x[0], x[1], x[2], eps)?;
+            *stats.borrow_mut() = Some((mean, var, g.shape(x[0]).to_vec()));
+            Ok(y)
+        })?;
+        // running statistics after one step from (0, 1), with the unbiased variance
+        let (mean, var, shape) = stats.into_inner().unwrap();
+        let cpu = Cpu::<f32>::new();
+        let m = (shape[0] * shape[2] * shape[3]) as f32;
+        let rm: Vec<f32> = mean.to_host(&cpu)?.iter().map(|v| momentum * v).collect();
+        let rv: Vec<f32> = var.to_host(&cpu)?.iter().map(|v| (1.0 - momentum) + momentum * v * m / (m - 1.0)).collect();
+        assert_close(&format!("{case}/running_mean_after"), &rm, &f.get(&format!("{case}/running_mean_after"))?.data, TOL);
+        assert_close(&format!("{case}/running_var_after"), &rv, &f.get(&format!("{case}/running_var_after"))?.data, TOL);
+        Ok(())
+    });
+}
+
+#[test]
+fn maxpool2d() {
+    for_each_case("maxpool2d", |f, case| {
+        let m = |k: &str| meta_f32(f, &format!("{case}/{k}")).map(|v| v as usize);
+        let (k, stride, pad) = (m("kernel")?, m("stride")?, m("padding")?);
+        check(f, case, &["x"], &[], |g, x, _| g.max_pool2d(x[0], k, stride, pad))
+    });
+}
+
+#[test]
+fn upsample_nearest() {
+    for_each_case("upsample_nearest", |f, case| {
+        let size = meta_usize2(f, &format!("{case}/size"))?;
+        check(f, case, &["x"], &[], |g, x, _| g.upsample_nearest(x[0], size))
+    });
+}
+
+#[test]
+fn global_avgpool() {
+    for_each_case("global_avgpool", |f, case| {
+        check(f, case, &["x"], &[], |g, x, _| {
+            let s = g.shape(x[0]).to_vec();
+            let flat = g.reshape(x[0], &[s[0], s[1], s[2] * s[3]])?;
+            g.mean(flat, -1)
+        })
+    });
+}
+
+#[test]
+fn sigmoid_focal_loss() {
+    for_each_case("sigmoid_focal_loss", |f, case| {
+        let alpha = meta_f32(f, &format!("{case}/alpha"))?;
+        let gamma = meta_f32(f, &format!("{case}/gamma"))?;
+        check(f, case, &["x"], &["target"], |g, x, c| g.focal_loss(x[0], c[0], None, alpha, gamma))
+    });
+}
+
+#[test]
+fn l1_loss() {
+    for_each_case("l1_loss", |f, case| {
+        check(f, case, &["x"], &["target"], |g, x, c| g.box_loss(engine::backend::BoxLoss::L1, x[0], c[0], None))
+    });
+}
+
+#[test]
+fn smooth_l1_loss() {
+    for_each_case("smooth_l1_loss", |f, case| {
+        let beta = meta_f32(f, &format!("{case}/beta"))?;
+        check(f, case, &["x"], &["target"], |g, x, c| g.box_loss(engine::backend::BoxLoss::SmoothL1 { beta }, x[0], c[0], None))
+    });
+}

@@ -4,7 +4,7 @@
 //! Matrix products go to `matrixmultiply` (multi-threaded); element-wise work
 //! is split over threads with rayon when it is large.
 
-use super::{Adam, Backend, Binary, Gemm, Sgd, Unary};
+use super::{Adam, Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Sgd, Unary};
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::{ensure, Result};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -84,6 +84,105 @@ fn each_line(l: &AxisLayout, mut f: impl FnMut(usize, usize, usize)) {
             f(o * l.inner + k, o, k);
         }
     }
+}
+
+/// im2col of image `n`, group `g`: `col[(c, r, s), (oh, ow)]` (zeros outside
+/// the input). The CPU convolution is this plus a matrix product.
+fn im2col<T: Real>(p: &Conv2d, x: &[T], n: usize, g: usize, col: &mut [T]) {
+    let (cg, rr, ss) = ((p.c / p.groups) as usize, p.r as usize, p.s as usize);
+    let (h, w, oh, ow) = (p.h as isize, p.w as isize, p.oh as usize, p.ow as usize);
+    for c in 0..cg {
+        let plane = &x[((n * p.c as usize) + g * cg + c) * (h * w) as usize..][..(h * w) as usize];
+        for r in 0..rr {
+            for s in 0..ss {
+                let row = &mut col[((c * rr + r) * ss + s) * oh * ow..][..oh * ow];
+                for y in 0..oh {
+                    let ih = (y * p.stride_h as usize) as isize - p.pad_h as isize + (r * p.dil_h as usize) as isize;
+                    for xo in 0..ow {
+                        let iw = (xo * p.stride_w as usize) as isize - p.pad_w as isize + (s * p.dil_w as usize) as isize;
+                        row[y * ow + xo] = if ih >= 0 && ih < h && iw >= 0 && iw < w { plane[(ih * w + iw) as usize] } else { T::zero() };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of im2col: adds `col` back into image `n`, group `g` of `gx`.
+fn col2im<T: Real>(p: &Conv2d, col: &[T], n: usize, g: usize, gx: &mut [T]) {
+    let (cg, rr, ss) = ((p.c / p.groups) as usize, p.r as usize, p.s as usize);
+    let (h, w, oh, ow) = (p.h as isize, p.w as isize, p.oh as usize, p.ow as usize);
+    for c in 0..cg {
+        let plane = &mut gx[((n * p.c as usize) + g * cg + c) * (h * w) as usize..][..(h * w) as usize];
+        for r in 0..rr {
+            for s in 0..ss {
+                let row = &col[((c * rr + r) * ss + s) * oh * ow..][..oh * ow];
+                for y in 0..oh {
+                    let ih = (y * p.stride_h as usize) as isize - p.pad_h as isize + (r * p.dil_h as usize) as isize;
+                    for xo in 0..ow {
+                        let iw = (xo * p.stride_w as usize) as isize - p.pad_w as isize + (s * p.dil_w as usize) as isize;
+                        if ih >= 0 && ih < h && iw >= 0 && iw < w {
+                            plane[(ih * w + iw) as usize] = plane[(ih * w + iw) as usize] + row[y * ow + xo];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The matrix product on slices (`Backend::gemm`), used by the convolutions too.
+fn gemm_slices<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
+    let (la, lb, lc) = g.min_lens();
+    ensure!(a.len() >= la && b.len() >= lb && c.len() >= lc,
+        "gemm {}x{}x{} (batch {}): buffers of {}, {}, {} elements are too short (need {la}, {lb}, {lc})",
+        g.m, g.n, g.k, g.batch, a.len(), b.len(), c.len());
+    let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+    // Row/column strides of op(A) [m,k] and op(B) [k,n] in storage.
+    let (rsa, csa) = if g.trans_a != 0 { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if g.trans_b != 0 { (1, k as isize) } else { (n as isize, 1) };
+    for i in 0..g.batch as usize {
+        let (oa, ob, oc) = (i * g.stride_a as usize, i * g.stride_b as usize, i * g.stride_c as usize);
+        // SAFETY: the length check above covers every element read or written.
+        unsafe {
+            T::gemm_raw(m, k, n, T::of(g.alpha as f64), a[oa..].as_ptr(), rsa, csa, b[ob..].as_ptr(), rsb, csb,
+                T::of(g.beta as f64), c[oc..].as_mut_ptr(), n as isize, 1);
+        }
+    }
+    Ok(())
+}
+
+/// Focal loss term of one element and its derivative (see cuda/losses.cu).
+fn focal_term<T: Real>(x: T, t: T, alpha: T, gamma: T) -> (T, T) {
+    let (z, one) = (T::zero(), T::one());
+    let p = sigmoid(x);
+    let ce = x.max(z) - x * t + (-x.abs()).exp().ln_1p();
+    let pt = p * t + (one - p) * (one - t);
+    let at = if alpha >= z { alpha * t + (one - alpha) * (one - t) } else { one };
+    let m = (one - pt).powf(gamma);
+    let dpt = (t + t - one) * p * (one - p);
+    let dm = if gamma > z && one - pt > z { -gamma * (one - pt).powf(gamma - one) * dpt } else { z };
+    (at * m * ce, at * (m * (p - t) + ce * dm))
+}
+
+/// L1 (beta 0) or smooth-L1 term of a difference and its derivative.
+fn box_term<T: Real>(d: T, beta: T) -> (T, T) {
+    let (z, one, half) = (T::zero(), T::one(), T::of(0.5));
+    if beta > z && d.abs() < beta {
+        return (half * d * d / beta, d / beta);
+    }
+    let sign = if d > z { one } else if d < z { -one } else { z };
+    (if beta > z { d.abs() - half * beta } else { d.abs() }, sign)
+}
+
+fn nearest_src(dst: usize, input: usize, output: usize) -> usize {
+    // PyTorch: floor(dst * (in / out)) computed in f32
+    (((dst as f32) * (input as f32 / output as f32)).floor() as usize).min(input - 1)
+}
+
+fn check_conv<T>(p: &Conv2d, what: &str, got: &[T], want: usize) -> Result<()> {
+    ensure!(got.len() == want, "conv2d {what}: {} elements, expected {want} for {p:?}", got.len());
+    Ok(())
 }
 
 impl<T: Real> Backend for Cpu<T> {
@@ -369,23 +468,238 @@ impl<T: Real> Backend for Cpu<T> {
     }
 
     fn gemm(&self, g: &Gemm, a: &Vec<T>, b: &Vec<T>, c: &mut Vec<T>) -> Result<()> {
-        let (la, lb, lc) = g.min_lens();
-        ensure!(a.len() >= la && b.len() >= lb && c.len() >= lc,
-            "gemm {}x{}x{} (batch {}): buffers of {}, {}, {} elements are too short (need {la}, {lb}, {lc})",
-            g.m, g.n, g.k, g.batch, a.len(), b.len(), c.len());
-        let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
-        // Row/column strides of op(A) [m,k] and op(B) [k,n] in storage.
-        let (rsa, csa) = if g.trans_a != 0 { (1, m as isize) } else { (k as isize, 1) };
-        let (rsb, csb) = if g.trans_b != 0 { (1, k as isize) } else { (n as isize, 1) };
-        for i in 0..g.batch as usize {
-            let (oa, ob, oc) = (i * g.stride_a as usize, i * g.stride_b as usize, i * g.stride_c as usize);
-            // SAFETY: the length check above covers every element read or written.
-            unsafe {
-                T::gemm_raw(m, k, n, T::of(g.alpha as f64), a[oa..].as_ptr(), rsa, csa, b[ob..].as_ptr(), rsb, csb,
-                    T::of(g.beta as f64), c[oc..].as_mut_ptr(), n as isize, 1);
+        gemm_slices(g, a, b, c)
+    }
+
+    fn conv2d(&self, p: &Conv2d, x: &Vec<T>, w: &Vec<T>, bias: Option<&Vec<T>>) -> Result<Vec<T>> {
+        check_conv(p, "input", x, p.x_len())?;
+        check_conv(p, "weight", w, p.w_len())?;
+        let (g_n, kg, crs, ohw) = (p.groups as usize, (p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize);
+        let mut y = vec![T::zero(); p.y_len()];
+        let mut col = vec![T::zero(); crs * ohw];
+        for n in 0..p.n as usize {
+            for g in 0..g_n {
+                im2col(p, x, n, g, &mut col);
+                // y[n, g*kg.., :] = W_g [kg, crs] x col [crs, ohw]
+                let gm = Gemm::new(1, kg, ohw, crs, false, false);
+                let base = (n * p.k as usize + g * kg) * ohw;
+                gemm_slices(&gm, &w[g * kg * crs..(g + 1) * kg * crs], &col, &mut y[base..base + kg * ohw])?;
             }
         }
+        if let Some(b) = bias {
+            ensure!(b.len() == p.k as usize, "conv2d bias: {} elements for {} channels", b.len(), p.k);
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = *v + b[(i / ohw) % p.k as usize];
+            }
+        }
+        Ok(y)
+    }
+
+    fn conv2d_backward_data(&self, p: &Conv2d, gy: &Vec<T>, w: &Vec<T>) -> Result<Vec<T>> {
+        check_conv(p, "output gradient", gy, p.y_len())?;
+        check_conv(p, "weight", w, p.w_len())?;
+        let (g_n, kg, crs, ohw) = (p.groups as usize, (p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize);
+        let mut gx = vec![T::zero(); p.x_len()];
+        let mut col = vec![T::zero(); crs * ohw];
+        for n in 0..p.n as usize {
+            for g in 0..g_n {
+                // col [crs, ohw] = W_g^T [crs, kg] x gy [kg, ohw]
+                let gm = Gemm::new(1, crs, ohw, kg, true, false);
+                let base = (n * p.k as usize + g * kg) * ohw;
+                gemm_slices(&gm, &w[g * kg * crs..(g + 1) * kg * crs], &gy[base..base + kg * ohw], &mut col)?;
+                col2im(p, &col, n, g, &mut gx);
+            }
+        }
+        Ok(gx)
+    }
+
+    fn conv2d_backward_weight(&self, p: &Conv2d, x: &Vec<T>, gy: &Vec<T>) -> Result<Vec<T>> {
+        check_conv(p, "input", x, p.x_len())?;
+        check_conv(p, "output gradient", gy, p.y_len())?;
+        let (g_n, kg, crs, ohw) = (p.groups as usize, (p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize);
+        let mut gw = vec![T::zero(); p.w_len()];
+        let mut col = vec![T::zero(); crs * ohw];
+        for n in 0..p.n as usize {
+            for g in 0..g_n {
+                im2col(p, x, n, g, &mut col);
+                // gW_g [kg, crs] += gy [kg, ohw] x col^T [ohw, crs]
+                let mut gm = Gemm::new(1, kg, crs, ohw, false, true);
+                gm.beta = 1.0;
+                let base = (n * p.k as usize + g * kg) * ohw;
+                gemm_slices(&gm, &gy[base..base + kg * ohw], &col, &mut gw[g * kg * crs..(g + 1) * kg * crs])?;
+            }
+        }
+        Ok(gw)
+    }
+
+    fn channel_affine(&self, x: &Vec<T>, scale: &Vec<T>, shift: Option<&Vec<T>>, c: usize, hw: usize) -> Result<Vec<T>> {
+        ensure!(scale.len() == c && shift.is_none_or(|s| s.len() == c), "channel_affine: scale/shift must have {c} elements");
+        Ok(x.iter().enumerate().map(|(i, &v)| {
+            let ch = (i / hw) % c;
+            v * scale[ch] + shift.map_or(T::zero(), |s| s[ch])
+        }).collect())
+    }
+
+    fn batch_norm_train(&self, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, n: usize, c: usize, hw: usize, eps: f32)
+        -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        ensure!(x.len() == n * c * hw && gamma.len() == c && beta.len() == c, "batch_norm: shapes do not fit [{n}, {c}, {hw}]");
+        let m = T::of((n * hw) as f64);
+        let at = |b: usize, ch: usize, i: usize| x[(b * c + ch) * hw + i];
+        let mut mean = vec![T::zero(); c];
+        let mut var = vec![T::zero(); c];
+        for ch in 0..c {
+            let mu = (0..n).flat_map(|b| (0..hw).map(move |i| (b, i))).map(|(b, i)| at(b, ch, i)).sum::<T>() / m;
+            var[ch] = (0..n).flat_map(|b| (0..hw).map(move |i| (b, i))).map(|(b, i)| (at(b, ch, i) - mu) * (at(b, ch, i) - mu)).sum::<T>() / m;
+            mean[ch] = mu;
+        }
+        let e = T::of(eps as f64);
+        let y = x.iter().enumerate().map(|(i, &v)| {
+            let ch = (i / hw) % c;
+            (v - mean[ch]) / (var[ch] + e).sqrt() * gamma[ch] + beta[ch]
+        }).collect();
+        Ok((y, mean, var))
+    }
+
+    fn batch_norm_backward(&self, x: &Vec<T>, gamma: &Vec<T>, mean: &Vec<T>, var: &Vec<T>, gy: &Vec<T>, n: usize, c: usize, hw: usize, eps: f32)
+        -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let e = T::of(eps as f64);
+        let m = T::of((n * hw) as f64);
+        let (mut gg, mut gb) = (vec![T::zero(); c], vec![T::zero(); c]);
+        for (i, (&v, &g)) in x.iter().zip(gy).enumerate() {
+            let ch = (i / hw) % c;
+            gb[ch] = gb[ch] + g;
+            gg[ch] = gg[ch] + g * (v - mean[ch]) / (var[ch] + e).sqrt();
+        }
+        // g_x = gamma istd / m (m g_y - g_beta - x̂ g_gamma)
+        let gx = x.iter().zip(gy).enumerate().map(|(i, (&v, &g))| {
+            let ch = (i / hw) % c;
+            let istd = T::one() / (var[ch] + e).sqrt();
+            gamma[ch] * istd / m * (m * g - gb[ch] - (v - mean[ch]) * istd * gg[ch])
+        }).collect();
+        Ok((gx, gg, gb))
+    }
+
+    fn max_pool2d(&self, p: &Pool2d, x: &Vec<T>) -> Result<(Vec<T>, Vec<T>)> {
+        ensure!(x.len() == p.x_len(), "max_pool2d: {} elements for {p:?}", x.len());
+        let (h, w, oh, ow) = (p.h as isize, p.w as isize, p.oh as usize, p.ow as usize);
+        let (mut y, mut arg) = (vec![T::zero(); p.y_len()], vec![T::zero(); p.y_len()]);
+        for plane in 0..(p.n * p.c) as usize {
+            let xp = &x[plane * (h * w) as usize..][..(h * w) as usize];
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut best: Option<(T, usize)> = None;
+                    for r in 0..p.k as isize {
+                        for s in 0..p.k as isize {
+                            let (ih, iw) = (i as isize * p.stride as isize - p.pad as isize + r, j as isize * p.stride as isize - p.pad as isize + s);
+                            if ih < 0 || ih >= h || iw < 0 || iw >= w {
+                                continue;
+                            }
+                            let v = xp[(ih * w + iw) as usize];
+                            if best.is_none_or(|(b, _)| v > b) {
+                                best = Some((v, (ih * w + iw) as usize));
+                            }
+                        }
+                    }
+                    let (v, a) = best.expect("a pooling window always overlaps the input");
+                    y[(plane * oh + i) * ow + j] = v;
+                    arg[(plane * oh + i) * ow + j] = T::of(a as f64);
+                }
+            }
+        }
+        Ok((y, arg))
+    }
+
+    fn max_pool2d_backward(&self, p: &Pool2d, gy: &Vec<T>, argmax: &Vec<T>) -> Result<Vec<T>> {
+        let hw = (p.h * p.w) as usize;
+        let ohw = (p.oh * p.ow) as usize;
+        let mut gx = vec![T::zero(); p.x_len()];
+        for (o, &g) in gy.iter().enumerate() {
+            let plane = o / ohw;
+            let a = argmax[o].f64() as usize;
+            gx[plane * hw + a] = gx[plane * hw + a] + g;
+        }
+        Ok(gx)
+    }
+
+    fn upsample_nearest(&self, p: &Pool2d, x: &Vec<T>) -> Result<Vec<T>> {
+        ensure!(x.len() == p.x_len(), "upsample_nearest: {} elements for {p:?}", x.len());
+        let (h, w, oh, ow) = (p.h as usize, p.w as usize, p.oh as usize, p.ow as usize);
+        let mut y = vec![T::zero(); p.y_len()];
+        for plane in 0..(p.n * p.c) as usize {
+            for i in 0..oh {
+                for j in 0..ow {
+                    y[(plane * oh + i) * ow + j] = x[plane * h * w + nearest_src(i, h, oh) * w + nearest_src(j, w, ow)];
+                }
+            }
+        }
+        Ok(y)
+    }
+
+    fn upsample_nearest_backward(&self, p: &Pool2d, gy: &Vec<T>) -> Result<Vec<T>> {
+        let (h, w, oh, ow) = (p.h as usize, p.w as usize, p.oh as usize, p.ow as usize);
+        let mut gx = vec![T::zero(); p.x_len()];
+        for plane in 0..(p.n * p.c) as usize {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let src = plane * h * w + nearest_src(i, h, oh) * w + nearest_src(j, w, ow);
+                    gx[src] = gx[src] + gy[(plane * oh + i) * ow + j];
+                }
+            }
+        }
+        Ok(gx)
+    }
+
+    fn permute(&self, x: &Vec<T>, l: &Permute) -> Result<Vec<T>> {
+        let n: usize = l.out_dims[..l.rank as usize].iter().map(|&d| d as usize).product();
+        ensure!(x.len() == n, "permute: {} elements, expected {n}", x.len());
+        Ok((0..n).map(|o| x[l.source(o)]).collect())
+    }
+
+    fn axis_slice(&self, x: &Vec<T>, l: AxisLayout, start: usize, len: usize) -> Result<Vec<T>> {
+        ensure!(x.len() == l.numel() && start + len <= l.n, "axis_slice: rows {start}..{} of {l:?}", start + len);
+        let mut y = Vec::with_capacity(l.outer * len * l.inner);
+        for o in 0..l.outer {
+            y.extend_from_slice(&x[(o * l.n + start) * l.inner..(o * l.n + start + len) * l.inner]);
+        }
+        Ok(y)
+    }
+
+    fn axis_insert(&self, dst: &mut Vec<T>, l: AxisLayout, start: usize, src: &Vec<T>) -> Result<()> {
+        let len = src.len() / (l.outer * l.inner).max(1);
+        ensure!(dst.len() == l.numel() && start + len <= l.n && src.len() == l.outer * len * l.inner, "axis_insert: rows {start}..{} of {l:?}", start + len);
+        for o in 0..l.outer {
+            dst[(o * l.n + start) * l.inner..(o * l.n + start + len) * l.inner].copy_from_slice(&src[o * len * l.inner..(o + 1) * len * l.inner]);
+        }
         Ok(())
+    }
+
+    fn focal_loss(&self, x: &Vec<T>, t: &Vec<T>, w: Option<&Vec<T>>, alpha: f32, gamma: f32) -> Result<Vec<T>> {
+        ensure!(x.len() == t.len() && w.is_none_or(|w| w.len() == x.len()), "focal_loss: logits, targets and weights differ in length");
+        let (a, g) = (T::of(alpha as f64), T::of(gamma as f64));
+        let s = (0..x.len()).map(|i| {
+            let wi = w.map_or(T::one(), |w| w[i]);
+            if wi == T::zero() { T::zero() } else { wi * focal_term(x[i], t[i], a, g).0 }
+        }).sum();
+        Ok(vec![s])
+    }
+
+    fn focal_loss_backward(&self, x: &Vec<T>, t: &Vec<T>, w: Option<&Vec<T>>, alpha: f32, gamma: f32, gy: &Vec<T>) -> Result<Vec<T>> {
+        let (a, g) = (T::of(alpha as f64), T::of(gamma as f64));
+        Ok((0..x.len()).map(|i| {
+            let wi = w.map_or(T::one(), |w| w[i]);
+            if wi == T::zero() { T::zero() } else { gy[0] * wi * focal_term(x[i], t[i], a, g).1 }
+        }).collect())
+    }
+
+    fn box_loss(&self, kind: BoxLoss, x: &Vec<T>, t: &Vec<T>, w: Option<&Vec<T>>) -> Result<Vec<T>> {
+        ensure!(x.len() == t.len() && w.is_none_or(|w| w.len() == x.len()), "box_loss: predictions, targets and weights differ in length");
+        let beta = T::of(kind.beta() as f64);
+        Ok(vec![(0..x.len()).map(|i| w.map_or(T::one(), |w| w[i]) * box_term(x[i] - t[i], beta).0).sum()])
+    }
+
+    fn box_loss_backward(&self, kind: BoxLoss, x: &Vec<T>, t: &Vec<T>, w: Option<&Vec<T>>, gy: &Vec<T>) -> Result<Vec<T>> {
+        let beta = T::of(kind.beta() as f64);
+        Ok((0..x.len()).map(|i| gy[0] * w.map_or(T::one(), |w| w[i]) * box_term(x[i] - t[i], beta).1).collect())
     }
 
     fn sgd_step(&self, h: &Sgd, p: &mut Vec<T>, g: &Vec<T>, buf: &mut Vec<T>) -> Result<()> {

@@ -4,11 +4,11 @@
 //! Every kernel is looked up by name through `Cuda::f`; a test checks that
 //! each name used here is an entry of the embedded PTX.
 
-use super::{Adam, Backend, Binary, Gemm, Sgd, Unary};
+use super::{Adam, Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Sgd, Unary};
 use crate::kernels::MODULES;
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,6 +16,9 @@ use std::sync::Arc;
 unsafe impl DeviceRepr for Broadcast {}
 unsafe impl DeviceRepr for ReduceLayout {}
 unsafe impl DeviceRepr for Gemm {}
+unsafe impl DeviceRepr for Conv2d {}
+unsafe impl DeviceRepr for Pool2d {}
+unsafe impl DeviceRepr for Permute {}
 
 #[derive(Clone)]
 pub struct Cuda {
@@ -71,6 +74,14 @@ fn cfg_lines(lines: usize) -> LaunchConfig {
 /// A single block (scalar reductions).
 fn cfg_single() -> LaunchConfig {
     LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Pushes an optional buffer, or a null pointer.
+fn arg_opt<'a>(b: &mut LaunchArgs<'a>, x: Option<&'a CudaSlice<f32>>, null: &'a u64) {
+    match x {
+        Some(x) => b.arg(x),
+        None => b.arg(null),
+    };
 }
 
 fn dims(l: &AxisLayout) -> (i32, i32, i32) {
@@ -443,6 +454,249 @@ impl Backend for Cuda {
         // SAFETY: lengths checked above cover every matrix of the batch.
         unsafe { b.launch(cfg) }?;
         Ok(())
+    }
+
+    fn conv2d(&self, p: &Conv2d, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>) -> Result<Self::Buf> {
+        self.check_len("conv2d input", x, p.x_len())?;
+        self.check_len("conv2d weight", w, p.w_len())?;
+        let mut y = self.alloc(p.y_len())?;
+        let (kg, pixels) = ((p.k / p.groups) as u32, (p.n * p.oh * p.ow) as u32);
+        let null: u64 = 0;
+        let mut b = self.stream().launch_builder(self.f("conv2d_fwd")?);
+        b.arg(p).arg(x).arg(w);
+        match bias {
+            Some(bias) => {
+                self.check_len("conv2d bias", bias, p.k as usize)?;
+                b.arg(bias)
+            }
+            None => b.arg(&null),
+        };
+        b.arg(&mut y);
+        let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128), kg.div_ceil(128), p.groups as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: lengths checked against the convolution's shapes; a null bias is allowed.
+        unsafe { b.launch(cfg) }?;
+        Ok(y)
+    }
+
+    fn conv2d_backward_data(&self, p: &Conv2d, gy: &Self::Buf, w: &Self::Buf) -> Result<Self::Buf> {
+        self.check_len("conv2d_backward_data gy", gy, p.y_len())?;
+        self.check_len("conv2d_backward_data weight", w, p.w_len())?;
+        let mut gx = self.alloc(p.x_len())?;
+        let (cg, pixels) = ((p.c / p.groups) as u32, (p.n * p.h * p.w) as u32);
+        let mut b = self.stream().launch_builder(self.f("conv2d_dgrad")?);
+        b.arg(p).arg(gy).arg(w).arg(&mut gx);
+        let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128), cg.div_ceil(128), p.groups as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: lengths checked against the convolution's shapes.
+        unsafe { b.launch(cfg) }?;
+        Ok(gx)
+    }
+
+    fn conv2d_backward_weight(&self, p: &Conv2d, x: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf> {
+        self.check_len("conv2d_backward_weight input", x, p.x_len())?;
+        self.check_len("conv2d_backward_weight gy", gy, p.y_len())?;
+        let (kg, crs) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize);
+        let pixels = (p.n * p.oh * p.ow) as usize;
+        // Split the pixel reduction so that about 4 blocks per SM are busy.
+        let tiles = kg.div_ceil(128) * crs.div_ceil(128) * p.groups as usize;
+        let splits = (528usize.div_ceil(tiles)).clamp(1, pixels.div_ceil(256).max(1)).min(65_535 / p.groups as usize);
+        let chunk = pixels.div_ceil(splits).div_ceil(8) * 8;
+        let splits = pixels.div_ceil(chunk);
+        let mut partial = self.alloc(splits * p.w_len())?;
+        let (s32, c32) = (splits as i32, chunk as i32);
+        let mut b = self.stream().launch_builder(self.f("conv2d_wgrad")?);
+        b.arg(p).arg(x).arg(gy).arg(&mut partial).arg(&s32).arg(&c32);
+        let cfg = LaunchConfig {
+            grid_dim: ((crs as u32).div_ceil(128), (kg as u32).div_ceil(128), (p.groups as usize * splits) as u32),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: lengths checked; partial holds splits * w_len elements.
+        unsafe { b.launch(cfg) }?;
+        let mut gw = self.alloc(p.w_len())?;
+        let n64 = p.w_len() as i64;
+        let mut b = self.stream().launch_builder(self.f("conv2d_wgrad_sum")?);
+        b.arg(&partial).arg(&mut gw).arg(&n64).arg(&s32);
+        // SAFETY: partial holds splits * w_len elements, gw w_len.
+        unsafe { b.launch(LaunchConfig { grid_dim: ((p.w_len() as u32).div_ceil(THREADS), 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
+        Ok(gw)
+    }
+
+    fn channel_affine(&self, x: &Self::Buf, scale: &Self::Buf, shift: Option<&Self::Buf>, c: usize, hw: usize) -> Result<Self::Buf> {
+        self.check_len("channel_affine scale", scale, c)?;
+        let n = x.len();
+        ensure!(n % (c * hw) == 0, "channel_affine: {n} elements are not [n, {c}, {hw}]");
+        let mut y = self.alloc(n)?;
+        let (n64, c32, hw32, null) = (n as i64, c as i32, hw as i32, 0u64);
+        let mut b = self.stream().launch_builder(self.f("channel_affine")?);
+        b.arg(x).arg(scale);
+        arg_opt(&mut b, shift, &null);
+        b.arg(&mut y).arg(&n64).arg(&c32).arg(&hw32);
+        // SAFETY: x and y hold n elements, scale and shift c.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(y)
+    }
+
+    fn batch_norm_train(&self, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf, n: usize, c: usize, hw: usize, eps: f32)
+        -> Result<(Self::Buf, Self::Buf, Self::Buf)> {
+        self.check_len("batch_norm input", x, n * c * hw)?;
+        self.check_len("batch_norm gamma", gamma, c)?;
+        self.check_len("batch_norm beta", beta, c)?;
+        let (mut mean, mut var, mut y) = (self.alloc(c)?, self.alloc(c)?, self.alloc(n * c * hw)?);
+        let (n32, c32, hw32, total) = (n as i32, c as i32, hw as i32, (n * c * hw) as i64);
+        let mut b = self.stream().launch_builder(self.f("batch_norm_stats")?);
+        b.arg(x).arg(&mut mean).arg(&mut var).arg(&n32).arg(&c32).arg(&hw32);
+        // SAFETY: one block per channel over n*hw elements each.
+        unsafe { b.launch(LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
+        let mut b = self.stream().launch_builder(self.f("batch_norm_apply")?);
+        b.arg(x).arg(&mean).arg(&var).arg(gamma).arg(beta).arg(&mut y).arg(&total).arg(&c32).arg(&hw32).arg(&eps);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_elems(n * c * hw)) }?;
+        Ok((y, mean, var))
+    }
+
+    fn batch_norm_backward(&self, x: &Self::Buf, gamma: &Self::Buf, mean: &Self::Buf, var: &Self::Buf, gy: &Self::Buf,
+                           n: usize, c: usize, hw: usize, eps: f32) -> Result<(Self::Buf, Self::Buf, Self::Buf)> {
+        self.check_len("batch_norm_backward input", x, n * c * hw)?;
+        self.check_len("batch_norm_backward gy", gy, n * c * hw)?;
+        let (mut gg, mut gb, mut gx) = (self.alloc(c)?, self.alloc(c)?, self.alloc(n * c * hw)?);
+        let (n32, c32, hw32, total) = (n as i32, c as i32, hw as i32, (n * c * hw) as i64);
+        let mut b = self.stream().launch_builder(self.f("batch_norm_bwd_reduce")?);
+        b.arg(x).arg(gy).arg(mean).arg(var).arg(&mut gg).arg(&mut gb).arg(&n32).arg(&c32).arg(&hw32).arg(&eps);
+        // SAFETY: one block per channel.
+        unsafe { b.launch(LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
+        let mut b = self.stream().launch_builder(self.f("batch_norm_bwd_apply")?);
+        b.arg(x).arg(gy).arg(mean).arg(var).arg(gamma).arg(&gg).arg(&gb).arg(&mut gx).arg(&total).arg(&n32).arg(&c32).arg(&hw32).arg(&eps);
+        // SAFETY: lengths checked above.
+        unsafe { b.launch(cfg_elems(n * c * hw)) }?;
+        Ok((gx, gg, gb))
+    }
+
+    fn max_pool2d(&self, p: &Pool2d, x: &Self::Buf) -> Result<(Self::Buf, Self::Buf)> {
+        self.check_len("max_pool2d", x, p.x_len())?;
+        let (mut y, mut arg) = (self.alloc(p.y_len())?, self.alloc(p.y_len())?);
+        let mut b = self.stream().launch_builder(self.f("max_pool2d_fwd")?);
+        b.arg(p).arg(x).arg(&mut y).arg(&mut arg);
+        // SAFETY: x holds p.x_len(), y and arg p.y_len() elements.
+        unsafe { b.launch(cfg_elems(p.y_len())) }?;
+        Ok((y, arg))
+    }
+
+    fn max_pool2d_backward(&self, p: &Pool2d, gy: &Self::Buf, argmax: &Self::Buf) -> Result<Self::Buf> {
+        self.check_len("max_pool2d_backward gy", gy, p.y_len())?;
+        self.check_len("max_pool2d_backward argmax", argmax, p.y_len())?;
+        let mut gx = self.alloc(p.x_len())?;
+        let mut b = self.stream().launch_builder(self.f("max_pool2d_bwd")?);
+        b.arg(p).arg(gy).arg(argmax).arg(&mut gx);
+        // SAFETY: as above.
+        unsafe { b.launch(cfg_elems(p.x_len())) }?;
+        Ok(gx)
+    }
+
+    fn upsample_nearest(&self, p: &Pool2d, x: &Self::Buf) -> Result<Self::Buf> {
+        self.check_len("upsample_nearest", x, p.x_len())?;
+        let mut y = self.alloc(p.y_len())?;
+        let mut b = self.stream().launch_builder(self.f("upsample_nearest_fwd")?);
+        b.arg(p).arg(x).arg(&mut y);
+        // SAFETY: x holds p.x_len(), y p.y_len() elements.
+        unsafe { b.launch(cfg_elems(p.y_len())) }?;
+        Ok(y)
+    }
+
+    fn upsample_nearest_backward(&self, p: &Pool2d, gy: &Self::Buf) -> Result<Self::Buf> {
+        self.check_len("upsample_nearest_backward", gy, p.y_len())?;
+        let mut gx = self.alloc(p.x_len())?;
+        let mut b = self.stream().launch_builder(self.f("upsample_nearest_bwd")?);
+        b.arg(p).arg(gy).arg(&mut gx);
+        // SAFETY: as above.
+        unsafe { b.launch(cfg_elems(p.x_len())) }?;
+        Ok(gx)
+    }
+
+    fn permute(&self, x: &Self::Buf, l: &Permute) -> Result<Self::Buf> {
+        let n: usize = l.out_dims[..l.rank as usize].iter().map(|&d| d as usize).product();
+        self.check_len("permute", x, n)?;
+        let mut y = self.alloc(n)?;
+        let n64 = n as i64;
+        let mut b = self.stream().launch_builder(self.f("permute")?);
+        b.arg(l).arg(x).arg(&mut y).arg(&n64);
+        // SAFETY: x and y hold n elements; the layout indexes within them.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(y)
+    }
+
+    fn axis_slice(&self, x: &Self::Buf, l: AxisLayout, start: usize, len: usize) -> Result<Self::Buf> {
+        ensure!(x.len() == l.numel() && start + len <= l.n, "axis_slice: rows {start}..{} of {l:?}", start + len);
+        let n = l.outer * len * l.inner;
+        let mut y = self.alloc(n)?;
+        let (o, ln, i, t, st, dir) = (l.outer as i32, len as i32, l.inner as i32, l.n as i32, start as i32, 0i32);
+        let mut b = self.stream().launch_builder(self.f("axis_copy")?);
+        b.arg(x).arg(&mut y).arg(&o).arg(&ln).arg(&i).arg(&t).arg(&st).arg(&dir);
+        // SAFETY: bounds checked above.
+        unsafe { b.launch(cfg_elems(n)) }?;
+        Ok(y)
+    }
+
+    fn axis_insert(&self, dst: &mut Self::Buf, l: AxisLayout, start: usize, src: &Self::Buf) -> Result<()> {
+        let len = src.len() / (l.outer * l.inner).max(1);
+        ensure!(dst.len() == l.numel() && start + len <= l.n && src.len() == l.outer * len * l.inner, "axis_insert: rows {start}..{} of {l:?}", start + len);
+        let (o, ln, i, t, st, dir) = (l.outer as i32, len as i32, l.inner as i32, l.n as i32, start as i32, 1i32);
+        let mut b = self.stream().launch_builder(self.f("axis_copy")?);
+        b.arg(src).arg(dst).arg(&o).arg(&ln).arg(&i).arg(&t).arg(&st).arg(&dir);
+        // SAFETY: bounds checked above.
+        unsafe { b.launch(cfg_elems(src.len())) }?;
+        Ok(())
+    }
+
+    fn focal_loss(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32) -> Result<Self::Buf> {
+        ensure!(x.len() == t.len() && w.is_none_or(|w| w.len() == x.len()), "focal_loss: logits, targets and weights differ in length");
+        let mut loss = self.alloc(1)?;
+        let (n64, null) = (x.len() as i64, 0u64);
+        let mut b = self.stream().launch_builder(self.f("focal_loss_fwd")?);
+        b.arg(x).arg(t);
+        arg_opt(&mut b, w, &null);
+        b.arg(&mut loss).arg(&n64).arg(&alpha).arg(&gamma);
+        // SAFETY: equal lengths checked; loss holds 1.
+        unsafe { b.launch(cfg_single()) }?;
+        Ok(loss)
+    }
+
+    fn focal_loss_backward(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32, gy: &Self::Buf) -> Result<Self::Buf> {
+        ensure!(x.len() == t.len() && w.is_none_or(|w| w.len() == x.len()), "focal_loss_backward: lengths differ");
+        let mut gx = self.alloc(x.len())?;
+        let (n64, null) = (x.len() as i64, 0u64);
+        let mut b = self.stream().launch_builder(self.f("focal_loss_bwd")?);
+        b.arg(x).arg(t);
+        arg_opt(&mut b, w, &null);
+        b.arg(gy).arg(&mut gx).arg(&n64).arg(&alpha).arg(&gamma);
+        // SAFETY: equal lengths checked.
+        unsafe { b.launch(cfg_elems(x.len())) }?;
+        Ok(gx)
+    }
+
+    fn box_loss(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>) -> Result<Self::Buf> {
+        ensure!(x.len() == t.len() && w.is_none_or(|w| w.len() == x.len()), "box_loss: predictions, targets and weights differ in length");
+        let mut loss = self.alloc(1)?;
+        let (n64, null, beta) = (x.len() as i64, 0u64, kind.beta());
+        let mut b = self.stream().launch_builder(self.f("box_loss_fwd")?);
+        b.arg(x).arg(t);
+        arg_opt(&mut b, w, &null);
+        b.arg(&mut loss).arg(&n64).arg(&beta);
+        // SAFETY: equal lengths checked; loss holds 1.
+        unsafe { b.launch(cfg_single()) }?;
+        Ok(loss)
+    }
+
+    fn box_loss_backward(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, gy: &Self::Buf) -> Result<Self::Buf> {
+        ensure!(x.len() == t.len() && w.is_none_or(|w| w.len() == x.len()), "box_loss_backward: lengths differ");
+        let mut gx = self.alloc(x.len())?;
+        let (n64, null, beta) = (x.len() as i64, 0u64, kind.beta());
+        let mut b = self.stream().launch_builder(self.f("box_loss_bwd")?);
+        b.arg(x).arg(t);
+        arg_opt(&mut b, w, &null);
+        b.arg(gy).arg(&mut gx).arg(&n64).arg(&beta);
+        // SAFETY: equal lengths checked.
+        unsafe { b.launch(cfg_elems(x.len())) }?;
+        Ok(gx)
     }
 
     fn sgd_step(&self, h: &Sgd, p: &mut Self::Buf, g: &Self::Buf, mom: &mut Self::Buf) -> Result<()> {

@@ -103,6 +103,164 @@ impl Gemm {
     }
 }
 
+/// A 2-D convolution: input `[n, c, h, w]`, weight `[k, c/groups, r, s]`,
+/// output `[n, k, oh, ow]` (NCHW, as torchvision). Mirrored in cuda/common.cuh.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub n: i32,
+    pub c: i32,
+    pub h: i32,
+    pub w: i32,
+    pub k: i32,
+    pub r: i32,
+    pub s: i32,
+    pub oh: i32,
+    pub ow: i32,
+    pub stride_h: i32,
+    pub stride_w: i32,
+    pub pad_h: i32,
+    pub pad_w: i32,
+    pub dil_h: i32,
+    pub dil_w: i32,
+    pub groups: i32,
+}
+
+impl Conv2d {
+    /// From the input and weight shapes; an error says what does not fit.
+    pub fn new(x: &[usize], w: &[usize], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize) -> anyhow::Result<Self> {
+        use anyhow::ensure;
+        ensure!(x.len() == 4 && w.len() == 4, "conv2d: input {x:?} and weight {w:?} must be 4-D");
+        ensure!(groups >= 1 && x[1] % groups == 0 && w[0] % groups == 0, "conv2d: {groups} groups do not divide {} input / {} output channels", x[1], w[0]);
+        ensure!(w[1] * groups == x[1], "conv2d: weight {w:?} expects {} input channels, input {x:?} has {}", w[1] * groups, x[1]);
+        ensure!(stride.iter().chain(&dilation).all(|&v| v >= 1), "conv2d: stride and dilation must be at least 1");
+        let out = |i: usize, k: usize, d: usize| (i + 2 * padding[d]).checked_sub(dilation[d] * (k - 1) + 1).map(|v| v / stride[d] + 1);
+        let (oh, ow) = match (out(x[2], w[2], 0), out(x[3], w[3], 1)) {
+            (Some(a), Some(b)) if a > 0 && b > 0 => (a, b),
+            _ => anyhow::bail!("conv2d: input {x:?} is smaller than the kernel {w:?} with padding {padding:?}"),
+        };
+        Ok(Conv2d {
+            n: x[0] as i32, c: x[1] as i32, h: x[2] as i32, w: x[3] as i32, k: w[0] as i32, r: w[2] as i32, s: w[3] as i32,
+            oh: oh as i32, ow: ow as i32, stride_h: stride[0] as i32, stride_w: stride[1] as i32, pad_h: padding[0] as i32,
+            pad_w: padding[1] as i32, dil_h: dilation[0] as i32, dil_w: dilation[1] as i32, groups: groups as i32,
+        })
+    }
+    pub fn x_len(&self) -> usize {
+        (self.n * self.c * self.h * self.w) as usize
+    }
+    pub fn w_len(&self) -> usize {
+        (self.k * (self.c / self.groups) * self.r * self.s) as usize
+    }
+    pub fn y_len(&self) -> usize {
+        (self.n * self.k * self.oh * self.ow) as usize
+    }
+    pub fn out_shape(&self) -> Vec<usize> {
+        vec![self.n as usize, self.k as usize, self.oh as usize, self.ow as usize]
+    }
+    /// Multiply-adds of the forward pass, times two.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.y_len() as f64 * ((self.c / self.groups) * self.r * self.s) as f64
+    }
+}
+
+/// Max-pooling window `k` (stride, padding with -inf), or nearest upsampling
+/// to `[oh, ow]` when `k == 0`, over `[n, c, h, w]`. Mirrored in cuda/common.cuh.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2d {
+    pub n: i32,
+    pub c: i32,
+    pub h: i32,
+    pub w: i32,
+    pub oh: i32,
+    pub ow: i32,
+    pub k: i32,
+    pub stride: i32,
+    pub pad: i32,
+}
+
+impl Pool2d {
+    pub fn max(x: &[usize], k: usize, stride: usize, pad: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(x.len() == 4, "max_pool2d: input {x:?} must be 4-D");
+        anyhow::ensure!(k >= 1 && stride >= 1 && pad * 2 <= k, "max_pool2d: window {k}, stride {stride}, padding {pad} are not valid");
+        anyhow::ensure!(x[2] + 2 * pad >= k && x[3] + 2 * pad >= k, "max_pool2d: input {x:?} is smaller than the window {k}");
+        let o = |i: usize| ((i + 2 * pad - k) / stride + 1) as i32;
+        Ok(Pool2d { n: x[0] as i32, c: x[1] as i32, h: x[2] as i32, w: x[3] as i32, oh: o(x[2]), ow: o(x[3]), k: k as i32, stride: stride as i32, pad: pad as i32 })
+    }
+    pub fn upsample(x: &[usize], size: [usize; 2]) -> anyhow::Result<Self> {
+        anyhow::ensure!(x.len() == 4 && size[0] > 0 && size[1] > 0, "upsample_nearest: input {x:?} must be 4-D and size {size:?} positive");
+        Ok(Pool2d { n: x[0] as i32, c: x[1] as i32, h: x[2] as i32, w: x[3] as i32, oh: size[0] as i32, ow: size[1] as i32, k: 0, stride: 1, pad: 0 })
+    }
+    pub fn x_len(&self) -> usize {
+        (self.n * self.c * self.h * self.w) as usize
+    }
+    pub fn y_len(&self) -> usize {
+        (self.n * self.c * self.oh * self.ow) as usize
+    }
+    pub fn out_shape(&self) -> Vec<usize> {
+        vec![self.n as usize, self.c as usize, self.oh as usize, self.ow as usize]
+    }
+}
+
+/// Axis permutation: output dims and, for each, the input stride it walks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Permute {
+    pub rank: u32,
+    pub out_dims: [u32; crate::shape::MAX_RANK],
+    pub in_strides: [u32; crate::shape::MAX_RANK],
+}
+
+impl Permute {
+    /// `out.shape[i] = shape[perm[i]]`.
+    pub fn new(shape: &[usize], perm: &[usize]) -> anyhow::Result<(Self, Vec<usize>)> {
+        let rank = shape.len();
+        anyhow::ensure!(rank <= crate::shape::MAX_RANK && perm.len() == rank, "permute: {perm:?} for shape {shape:?}");
+        let mut seen = [false; crate::shape::MAX_RANK];
+        for &p in perm {
+            anyhow::ensure!(p < rank && !seen[p], "permute: {perm:?} is not a permutation of {rank} axes");
+            seen[p] = true;
+        }
+        let mut strides = vec![1usize; rank];
+        for i in (0..rank.saturating_sub(1)).rev() {
+            strides[i] = strides[i + 1] * shape[i + 1];
+        }
+        let mut l = Permute { rank: rank as u32, ..Default::default() };
+        let mut out = Vec::with_capacity(rank);
+        for (i, &p) in perm.iter().enumerate() {
+            l.out_dims[i] = shape[p] as u32;
+            l.in_strides[i] = strides[p] as u32;
+            out.push(shape[p]);
+        }
+        Ok((l, out))
+    }
+    /// Input offset of output element `o`.
+    pub fn source(&self, mut o: usize) -> usize {
+        let mut src = 0;
+        for d in (0..self.rank as usize).rev() {
+            src += (o % self.out_dims[d] as usize) * self.in_strides[d] as usize;
+            o /= self.out_dims[d] as usize;
+        }
+        src
+    }
+}
+
+/// The two box-regression losses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BoxLoss {
+    L1,
+    SmoothL1 { beta: f32 },
+}
+
+impl BoxLoss {
+    pub fn beta(self) -> f32 {
+        match self {
+            BoxLoss::L1 => 0.0,
+            BoxLoss::SmoothL1 { beta } => beta,
+        }
+    }
+}
+
 /// SGD with momentum and (coupled, L2) weight decay, as `torch.optim.SGD`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
@@ -192,6 +350,45 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     // matrix product -----------------------------------------------------------
     fn gemm(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
+
+    // convolution ----------------------------------------------------------------
+    /// `y = conv(x, w) + bias` (bias `[k]`, optional).
+    fn conv2d(&self, p: &Conv2d, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>) -> Result<Self::Buf>;
+    /// Gradient of the input.
+    fn conv2d_backward_data(&self, p: &Conv2d, gy: &Self::Buf, w: &Self::Buf) -> Result<Self::Buf>;
+    /// Gradient of the weight.
+    fn conv2d_backward_weight(&self, p: &Conv2d, x: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf>;
+
+    // normalization, pooling, layout ------------------------------------------------
+    /// `y = x * scale[c] + shift[c]` over `[n, c, hw]` (frozen batch norm; with
+    /// `shift = None`, its input gradient).
+    fn channel_affine(&self, x: &Self::Buf, scale: &Self::Buf, shift: Option<&Self::Buf>, c: usize, hw: usize) -> Result<Self::Buf>;
+    /// Batch norm in training mode over `[n, c, hw]`: (y, batch mean, biased batch variance).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train(&self, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf, n: usize, c: usize, hw: usize, eps: f32)
+        -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+    /// (gx, ggamma, gbeta).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(&self, x: &Self::Buf, gamma: &Self::Buf, mean: &Self::Buf, var: &Self::Buf, gy: &Self::Buf,
+                           n: usize, c: usize, hw: usize, eps: f32) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+    /// (y, arg-max index within each plane, as f32).
+    fn max_pool2d(&self, p: &Pool2d, x: &Self::Buf) -> Result<(Self::Buf, Self::Buf)>;
+    fn max_pool2d_backward(&self, p: &Pool2d, gy: &Self::Buf, argmax: &Self::Buf) -> Result<Self::Buf>;
+    fn upsample_nearest(&self, p: &Pool2d, x: &Self::Buf) -> Result<Self::Buf>;
+    fn upsample_nearest_backward(&self, p: &Pool2d, gy: &Self::Buf) -> Result<Self::Buf>;
+    fn permute(&self, x: &Self::Buf, l: &Permute) -> Result<Self::Buf>;
+    /// Rows `[start, start + len)` of axis view `l` (`l.n` = full length): `[outer, len, inner]`.
+    fn axis_slice(&self, x: &Self::Buf, l: AxisLayout, start: usize, len: usize) -> Result<Self::Buf>;
+    /// Writes `src` (`[outer, len, inner]`) into rows `[start, start + len)` of `dst`.
+    fn axis_insert(&self, dst: &mut Self::Buf, l: AxisLayout, start: usize, src: &Self::Buf) -> Result<()>;
+
+    // detector losses (weighted sums; `w = None` weighs every element 1) ------------
+    #[allow(clippy::too_many_arguments)]
+    fn focal_loss(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32) -> Result<Self::Buf>;
+    #[allow(clippy::too_many_arguments)]
+    fn focal_loss_backward(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32, gy: &Self::Buf) -> Result<Self::Buf>;
+    fn box_loss(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>) -> Result<Self::Buf>;
+    fn box_loss_backward(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, gy: &Self::Buf) -> Result<Self::Buf>;
 
     // optimizers ---------------------------------------------------------------
     fn sgd_step(&self, h: &Sgd, param: &mut Self::Buf, grad: &Self::Buf, momentum: &mut Self::Buf) -> Result<()>;

@@ -70,6 +70,22 @@ pub enum Op {
     Matmul(bool, bool),
     /// inputs: x, weight, bias
     Linear,
+    /// stride, padding, dilation, groups; inputs x, w (and bias)
+    Conv2d(usize, usize, usize, usize),
+    /// inputs: x, scale, shift (constants)
+    ChannelAffine,
+    /// inputs: x, gamma, beta
+    BatchNorm,
+    /// window, stride, padding
+    MaxPool(usize, usize, usize),
+    Upsample([usize; 2]),
+    Permute(Vec<usize>),
+    /// axis; all inputs concatenated
+    Concat(isize),
+    /// alpha, gamma; inputs logits, targets, weights
+    Focal(f32, f32),
+    /// beta (0 = L1); inputs x, targets, weights
+    BoxLoss(f32),
 }
 
 fn c(name: &'static str, shapes: &[&[usize]], op: Op) -> Case {
@@ -115,6 +131,26 @@ pub fn cases() -> Vec<Case> {
         c("matmul_shared_b_t", &[&[3, 4, 6], &[5, 6]], Op::Matmul(false, true)),
         c("linear", &[&[2, 5, 9], &[6, 9], &[6]], Op::Linear),
     ];
+    v.extend([
+        c("conv_stem_7x7_s2", &[&[2, 3, 23, 19], &[8, 3, 7, 7]], Op::Conv2d(2, 3, 1, 1)),
+        c("conv_3x3_bias", &[&[2, 6, 9, 9], &[5, 6, 3, 3], &[5]], Op::Conv2d(1, 1, 1, 1)),
+        c("conv_3x3_s2_bias", &[&[2, 4, 9, 8], &[6, 4, 3, 3], &[6]], Op::Conv2d(2, 1, 1, 1)),
+        c("conv_1x1_s2", &[&[1, 8, 10, 10], &[4, 8, 1, 1]], Op::Conv2d(2, 0, 1, 1)),
+        c("conv_dilated", &[&[1, 3, 12, 12], &[4, 3, 3, 3]], Op::Conv2d(1, 2, 2, 1)),
+        c("conv_grouped", &[&[1, 8, 7, 7], &[8, 2, 3, 3]], Op::Conv2d(1, 1, 1, 4)),
+        c("conv_tiles", &[&[2, 20, 14, 14], &[140, 20, 3, 3], &[140]], Op::Conv2d(1, 1, 1, 1)),
+        Case { constant: vec![1, 2], ..c("frozen_bn", &[&[2, 5, 4, 3], &[5], &[5]], Op::ChannelAffine) },
+        c("batch_norm_train", &[&[4, 3, 5, 2], &[3], &[3]], Op::BatchNorm),
+        c("max_pool_3x3_s2", &[&[2, 3, 13, 11]], Op::MaxPool(3, 2, 1)),
+        c("max_pool_2x2", &[&[1, 2, 8, 6]], Op::MaxPool(2, 2, 0)),
+        c("upsample_x2", &[&[2, 3, 5, 3]], Op::Upsample([10, 6])),
+        c("upsample_odd", &[&[2, 3, 5, 3]], Op::Upsample([9, 7])),
+        c("permute_nchw_nhwc", &[&[2, 6, 3, 4]], Op::Permute(vec![0, 2, 3, 1])),
+        c("concat_axis1", &[&[2, 3, 4], &[2, 5, 4], &[2, 1, 4]], Op::Concat(1)),
+        Case { constant: vec![1, 2], ..c("focal_loss", &[&[7, 5], &[7, 5], &[7, 5]], Op::Focal(0.25, 2.0)) },
+        Case { constant: vec![1, 2], ..c("l1_loss", &[&[9, 4], &[9, 4], &[9, 4]], Op::BoxLoss(0.0)) },
+        Case { constant: vec![1, 2], ..c("smooth_l1_loss", &[&[9, 4], &[9, 4], &[9, 4]], Op::BoxLoss(1.0 / 9.0)) },
+    ]);
     // Sizes that cross the 64-wide GEMM tiles and several warps per line.
     v.push(c("matmul_tiles", &[&[130, 70], &[70, 97]], Op::Matmul(false, false)));
     v.push(c("matmul_tiles_tt", &[&[70, 130], &[97, 70]], Op::Matmul(true, true)));
@@ -132,7 +168,9 @@ impl Case {
                 let n: usize = s.iter().product();
                 match (&self.op, i) {
                     (Op::BceWithLogits, 1) => (0..n).map(|_| rng.uniform()).collect(),
-                    (Op::LayerNorm, 1) => (0..n).map(|_| 1.0 + 0.3 * rng.normal()).collect(),
+                    (Op::LayerNorm, 1) | (Op::BatchNorm, 1) | (Op::ChannelAffine, 1) => (0..n).map(|_| 1.0 + 0.3 * rng.normal()).collect(),
+                    (Op::Focal(..), 1) => (0..n).map(|_| (rng.uniform() < 0.3) as u8 as f64).collect(),
+                    (Op::Focal(..), 2) | (Op::BoxLoss(_), 2) => (0..n).map(|_| if rng.uniform() < 0.2 { 0.0 } else { rng.uniform() }).collect(),
                     (Op::TripletHinge(_), _) => (0..n).map(|j| if j % 2 == 0 { 0.3 + rng.uniform() } else { rng.uniform() - 0.3 }).collect(),
                     _ => (0..n).map(|_| rng.normal()).collect(),
                 }
@@ -169,6 +207,21 @@ impl Case {
             Op::TripletHinge(m) => g.triplet_hinge(x[0], *m),
             Op::Matmul(ta, tb) => g.matmul(x[0], x[1], *ta, *tb),
             Op::Linear => g.linear(x[0], x[1], Some(x[2])),
+            Op::Conv2d(st, pad, dil, groups) => g.conv2d(x[0], x[1], x.get(2).copied(), *st, *pad, *dil, *groups),
+            Op::ChannelAffine => {
+                let (scale, shift) = (g.value(x[1]).clone(), g.value(x[2]).clone());
+                g.channel_affine(x[0], &scale, &shift)
+            }
+            Op::BatchNorm => Ok(g.batch_norm_train(x[0], x[1], x[2], 1e-5)?.0),
+            Op::MaxPool(k, st, pad) => g.max_pool2d(x[0], *k, *st, *pad),
+            Op::Upsample(size) => g.upsample_nearest(x[0], *size),
+            Op::Permute(perm) => g.permute(x[0], perm),
+            Op::Concat(axis) => g.concat(x, *axis),
+            Op::Focal(alpha, gamma) => g.focal_loss(x[0], x[1], Some(x[2]), *alpha, *gamma),
+            Op::BoxLoss(beta) => {
+                let kind = if *beta > 0.0 { engine::backend::BoxLoss::SmoothL1 { beta: *beta } } else { engine::backend::BoxLoss::L1 };
+                g.box_loss(kind, x[0], x[1], Some(x[2]))
+            }
         }
     }
 }
