@@ -7,6 +7,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod detect;
 pub mod info;
 pub mod optim;
 pub mod params;
