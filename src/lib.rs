@@ -9,6 +9,7 @@ pub mod autograd;
 pub mod backend;
 pub mod detect;
 pub mod info;
+pub mod nn;
 pub mod optim;
 pub mod params;
 pub mod rng;

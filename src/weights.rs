@@ -159,10 +159,19 @@ pub fn save_params<B: Backend>(b: &B, params: &ParamSet<B>, path: &Path, dtype: 
 /// and nothing is changed unless everything fits.
 pub fn load_params_strict<B: Backend>(b: &B, params: &mut ParamSet<B>, path: &Path) -> Result<TensorFile> {
     let file = read(path)?;
+    assign_strict(b, params, &file, "")?;
+    Ok(file)
+}
+
+/// As `load_params_strict`, from tensors already read, named `prefix` + the
+/// parameter's name (tensors without the prefix are not considered).
+pub fn assign_strict<B: Backend>(b: &B, params: &mut ParamSet<B>, file: &TensorFile, prefix: &str) -> Result<()> {
+    let path = &file.path;
+    let tensors: BTreeMap<&str, &HostTensor> = file.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n, v))).collect();
     let mut missing = Vec::new();
     let mut misshaped = Vec::new();
     for p in &params.params {
-        match file.tensors.get(&p.name) {
+        match tensors.get(p.name.as_str()) {
             None => missing.push(p.name.clone()),
             Some(t) if t.shape != p.value.shape => {
                 misshaped.push(format!("{} (file {:?}, model {:?})", p.name, t.shape, p.value.shape))
@@ -170,14 +179,14 @@ pub fn load_params_strict<B: Backend>(b: &B, params: &mut ParamSet<B>, path: &Pa
             Some(_) => {}
         }
     }
-    let unexpected: Vec<&String> = file.tensors.keys().filter(|k| params.index(k).is_err()).collect();
+    let unexpected: Vec<&str> = tensors.keys().copied().filter(|k| params.index(k).is_err()).collect();
     if !(missing.is_empty() && misshaped.is_empty() && unexpected.is_empty()) {
         let mut parts = Vec::new();
         if !missing.is_empty() {
             parts.push(format!("missing tensors: {}", missing.join(", ")));
         }
         if !unexpected.is_empty() {
-            parts.push(format!("unexpected tensors: {}", unexpected.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            parts.push(format!("unexpected tensors: {}", unexpected.join(", ")));
         }
         if !misshaped.is_empty() {
             parts.push(format!("wrong shapes: {}", misshaped.join(", ")));
@@ -185,8 +194,8 @@ pub fn load_params_strict<B: Backend>(b: &B, params: &mut ParamSet<B>, path: &Pa
         bail!("{}: weights do not fit the model: {}", path.display(), parts.join("; "));
     }
     for p in &mut params.params {
-        let t = &file.tensors[&p.name];
+        let t = tensors[p.name.as_str()];
         p.value = Tensor::from_host(b, &t.data, &t.shape)?;
     }
-    Ok(file)
+    Ok(())
 }
