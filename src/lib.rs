@@ -7,11 +7,15 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod detect;
+pub mod detector;
+pub mod draw;
 pub mod info;
 pub mod nn;
 pub mod optim;
 pub mod params;
+pub mod progress;
 pub mod rng;
 pub mod shape;
 pub mod weights;
