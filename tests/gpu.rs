@@ -120,3 +120,51 @@ fn auto_device_picks_the_gpu() {
     let d = engine::Device::select(engine::backend::device::DeviceArg::Auto).unwrap();
     assert!(matches!(d, engine::Device::Cuda(_)), "auto chose {}", d.name());
 }
+
+/// RetinaNet forward, losses and every parameter gradient on CUDA against the
+/// CPU, for a seeded model and input (frozen and training-mode batch norm).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn retinanet_forward_and_backward_match_cpu() {
+    use engine::autograd::{Graph, Tensor};
+    use engine::nn::retinanet::{anchors, forward, frozen_bn, init_params, losses, RetinaConfig, Target};
+    use engine::nn::{BnMode, Net};
+    fn run<B: Backend>(b: &B, bn: BnMode) -> (Vec<Vec<f32>>, Vec<(String, Vec<f32>)>) {
+        let cfg = RetinaConfig { num_classes: 2, bn, trainable_layers: 5 };
+        let mut params = init_params(b, &cfg, 7).unwrap();
+        let x = Rng::new(8).normals(2 * 3 * 128 * 128);
+        let frozen = if bn == BnMode::Frozen { Some(frozen_bn(b, &params).unwrap()) } else { None };
+        let mut g = Graph::new(b.clone());
+        let xv = g.input(Tensor::from_host(b, &x, &[2, 3, 128, 128]).unwrap());
+        let mut net = Net::new(&mut g, &params, frozen.as_ref());
+        let out = forward(&mut net, &cfg, xv).unwrap();
+        drop(net);
+        let a = anchors::<B>(&out, [128, 128]);
+        let t = vec![
+            Target { boxes: vec![[10.0, 20.0, 60.0, 90.0], [70.0, 30.0, 120.0, 70.0]], labels: vec![1, 0] },
+            Target { boxes: vec![[30.0, 30.0, 100.0, 100.0]], labels: vec![1] },
+        ];
+        let (c, r) = losses(&mut g, &out, &a, &t, 2).unwrap();
+        let outs = [out.cls_logits, out.bbox_regression, out.p[0], c, r].iter().map(|v| g.to_host(*v).unwrap()).collect();
+        let total = g.add(c, r).unwrap();
+        let grads = g.backward(total).unwrap();
+        drop(g);
+        grads.accumulate_into(b, &mut params).unwrap();
+        let gs = params.params.iter().filter_map(|p| p.grad.as_ref().map(|gr| (p.name.clone(), b.download(gr).unwrap()))).collect();
+        (outs, gs)
+    }
+    let (cpu, cuda) = (Cpu::<f32>::new(), gpu());
+    for bn in [BnMode::Frozen, BnMode::Train] {
+        let (oc, gc) = run(&cpu, bn);
+        let (og, gg) = run(&cuda, bn);
+        for (i, name) in ["cls_logits", "bbox_regression", "P3", "loss_cls", "loss_box"].iter().enumerate() {
+            assert_close(&format!("{bn:?} {name}"), &og[i], &oc[i], 1e-4);
+        }
+        assert_eq!(gc.len(), gg.len());
+        assert!(gc.len() >= 89, "{} gradients", gc.len());
+        for ((n, a), (_, b)) in gc.iter().zip(&gg) {
+            assert_close(&format!("{bn:?} grad {n}"), b, a, 1e-4);
+        }
+        eprintln!("{bn:?}: outputs, losses and {} gradients match", gc.len());
+    }
+}

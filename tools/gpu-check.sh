@@ -4,7 +4,7 @@
 # the kernel benches, and PyTorch on the same card for comparison; a short
 # table last. Logs and JSON go to $OUT (default .gpu/out).
 #   ENGINE_BENCH_FILTER   criterion filter for the benches (default: all)
-#   ANCHORS_SECTIONS      sections of pytorch_anchors.py to run (default 0)
+#   ANCHORS_SECTIONS      sections of pytorch_anchors.py to run (default 0,1,2,3,4)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -d .gpu/bin ] || cd ..   # also works when called as .gpu/gpu-check.sh
@@ -20,11 +20,13 @@ step() { echo; echo "=== $*"; }
   done
   step "benches"
   export CRITERION_HOME="$PWD/.gpu/criterion"
-  .gpu/bin/bench-ops --bench ${ENGINE_BENCH_FILTER:-} || status=1
+  for bench in .gpu/bin/bench-*; do
+    "$bench" --bench ${ENGINE_BENCH_FILTER:-} || status=1
+  done
   python3 .gpu/bench-table.py "$CRITERION_HOME" > "$OUT/bench.md" || true
   if [ -f .gpu/reference/pytorch_anchors.py ] && python3 -c 'import torch' 2>/dev/null; then
     step "PyTorch on the same card"
-    ANCHORS_SECTIONS="${ANCHORS_SECTIONS:-0}" OUT="$OUT" python3 .gpu/reference/pytorch_anchors.py || status=1
+    ANCHORS_SECTIONS="${ANCHORS_SECTIONS:-0,1,2,3,4}" OUT="$OUT" python3 .gpu/reference/pytorch_anchors.py || status=1
   fi
   step "summary (status $status)"
   cat "$OUT/bench.md" 2>/dev/null

@@ -238,6 +238,11 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
         let (val_loss, dets, truth) = if val_set.is_empty() { (f64::NAN, vec![], vec![]) } else { evaluate(&b, &params, &cfg, a.size, &val_set, a.batch)? };
+        for p in &params.params {
+            if !b.sum_squares(&p.value.buf)?.is_finite() {
+                bail!("epoch {}: parameter {} is not finite; stopped, {} is the last good checkpoint", epoch + 1, p.name, ckpt.display());
+            }
+        }
         state.epoch = epoch + 1;
         save_checkpoint(&b, &params, &opt, &meta, &state, &ckpt)?;
         save_model(&b, &params, &meta, &a.out.join("model.safetensors"))?;
