@@ -2,6 +2,11 @@
 //! library; this file only parses arguments and reports errors.
 
 use anyhow::Result;
+
+// Large tensors are allocated and freed every step: mimalloc keeps the pages
+// instead of returning them to the kernel (glibc zero-fills them again).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use engine::backend::device::{Device, DeviceArg};
 
