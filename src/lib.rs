@@ -18,6 +18,7 @@ pub mod params;
 pub mod progress;
 pub mod rng;
 pub mod shape;
+pub mod text;
 pub mod weights;
 
 /// The embedded PTX of every `cuda/*.cu` (empty in a build without nvcc).
