@@ -37,6 +37,19 @@ enum Command {
     /// The supervised box detector (RetinaNet, ResNet-50 FPN).
     #[command(subcommand)]
     Detector(DetectorCommand),
+    /// Reports to attributes to word vectors.
+    #[command(subcommand)]
+    Text(TextCommand),
+}
+
+#[derive(Subcommand)]
+enum TextCommand {
+    /// Pneumonia status and attributes of each report (JSON lines) with a summary.
+    Extract(engine::text::commands::ExtractArgs),
+    /// Train word2vec (skip-gram, negative sampling) on reports; saves vectors and negative attributes.
+    Word2vec(engine::text::commands::Word2vecArgs),
+    /// Nearest words of a word by cosine.
+    Neighbours(engine::text::commands::NeighboursArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +126,28 @@ fn run(cli: Cli) -> Result<()> {
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());
         }
+        Command::Text(TextCommand::Extract(args)) => {
+            let s = engine::text::commands::extract(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", engine::text::commands::extract_summary_text(&s));
+            }
+        }
+        Command::Text(TextCommand::Word2vec(args)) => {
+            let device = Device::select(cli.device)?;
+            let s = engine::text::commands::word2vec(&device, &args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", engine::text::commands::word2vec_summary_text(&s));
+            }
+        }
+        Command::Text(TextCommand::Neighbours(args)) => {
+            for (w, c) in engine::text::commands::neighbours(&args)? {
+                println!("{c:.4}  {w}");
+            }
+        }
         Command::Weights(WeightsCommand::Show { file, json }) => {
             let f = engine::weights::read(&file)?;
             if json {
@@ -133,6 +168,12 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
+    // Output piped into `head` ends the program quietly instead of a panic on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("engine: error: {e:#}");

@@ -131,6 +131,30 @@ impl Cuda {
         Ok(self.inner.ctx.compute_capability()?)
     }
 
+    pub fn upload_u32(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
+        ensure!(!host.is_empty(), "cannot upload an empty buffer");
+        Ok(self.stream().clone_htod(host)?)
+    }
+
+    /// word2vec SGNS updates for `pairs` (flattened (context, centre) word
+    /// ids) with negatives from `table`; returns the summed loss of the pairs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn word2vec_sgns(&self, syn0: &mut CudaSlice<f32>, syn1: &mut CudaSlice<f32>, pairs: &CudaSlice<u32>, table: &CudaSlice<u32>,
+                         dim: usize, negative: usize, alpha: f32, seed: u64) -> Result<f64> {
+        ensure!(dim <= 256, "word2vec on CUDA supports up to 256 dimensions, got {dim}");
+        let n_pairs = pairs.len() / 2;
+        let warps = (THREADS / 32) as usize;
+        let blocks = n_pairs.div_ceil(warps).max(1);
+        let mut block_loss = self.alloc(blocks)?;
+        let (np, tl, d, k) = (n_pairs as i32, table.len() as i64, dim as i32, negative as i32);
+        let mut b = self.stream().launch_builder(self.f("word2vec_sgns")?);
+        b.arg(syn0).arg(syn1).arg(pairs).arg(&np).arg(table).arg(&tl).arg(&d).arg(&k).arg(&alpha).arg(&seed).arg(&mut block_loss);
+        let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: pair ids index syn0/syn1 rows of `dim` (the caller built both from one vocabulary); block_loss holds one slot per block.
+        unsafe { b.launch(cfg) }?;
+        Ok(self.download(&block_loss)?.iter().map(|&v| v as f64).sum())
+    }
+
     fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
         ensure!(n > 0, "cannot allocate an empty CUDA buffer");
         // SAFETY: every caller writes all n elements before they are read.
