@@ -5,6 +5,7 @@
 //! CUDA), `autograd` (the tape), `params` / `optim` / `weights` (training
 //! state on disk), `info` (what `engine info` prints).
 
+pub mod attention;
 pub mod autograd;
 pub mod backend;
 pub mod data;

@@ -1,0 +1,4 @@
+//! Stage 3: the cross-attention model that learns from report attributes
+//! where the disease is, its training and inference.
+
+pub mod model;
