@@ -52,6 +52,13 @@ struct Permute {
     unsigned int in_strides[MAX_RANK];
 };
 
+// Mirrors backend::XAttn (repr(C)): the fused cross-attention of b samples,
+// n ROIs, m attribute slots (<= 32), d features (<= 256).
+struct XAttn {
+    int b, n, m, d;
+    float lambda_a, lambda_b, slope;
+};
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -6,7 +6,7 @@
 //! accumulated (`+=`) into the tape's gradient slots; parameter gradients
 //! are accumulated into the `ParamSet` after the pass.
 
-use crate::backend::{Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Unary};
+use crate::backend::{Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Unary, XAttn};
 use crate::params::ParamSet;
 use crate::shape::{numel, reduced_shape, AxisLayout, Broadcast};
 use anyhow::{bail, ensure, Context, Result};
@@ -71,6 +71,9 @@ enum Op<B: Backend> {
     Concat { xs: Vec<Var>, l: AxisLayout },
     FocalLoss { x: Var, target: Var, weight: Option<Var>, alpha: f32, gamma: f32 },
     BoxLoss { x: Var, target: Var, weight: Option<Var>, kind: BoxLoss },
+    Slice { x: Var, l: AxisLayout, start: usize },
+    /// The fused cross-attention; `m` and `mask` get no gradient.
+    CrossAttention { phi: Var, alpha: Var, m: Var, mask: Tensor<B>, p: XAttn },
     TripletHinge { x: Var, margin: f32 },
 }
 
@@ -463,6 +466,32 @@ impl<B: Backend> Graph<B> {
         Ok(self.push(Tensor::new(y, &[]), Op::BoxLoss { x, target, weight, kind }, rg))
     }
 
+    /// Rows `[start, start + len)` of `axis`.
+    pub fn slice(&mut self, x: Var, axis: isize, start: usize, len: usize) -> Result<Var> {
+        let s = self.shape(x).to_vec();
+        let a = crate::shape::normalize_axis(s.len(), axis)?;
+        ensure!(start + len <= s[a] && len > 0, "slice {start}..{} of axis {a} with {} rows", start + len, s[a]);
+        let l = AxisLayout::new(&s, a as isize)?;
+        let y = self.b.axis_slice(&self.value(x).buf, l, start, len)?;
+        let mut out = s.clone();
+        out[a] = len;
+        let rg = self.rg(&[x]);
+        Ok(self.push(Tensor::new(y, &out), Op::Slice { x, l, start }, rg))
+    }
+
+    /// Fused cross-attention (literal variant): `[2, B]` of (S_roi, S_text)
+    /// from phi `[B, N, d]`, alpha `[B, N]`, embeddings `m` `[B, M, d]` and
+    /// the 0/1 `mask` `[B, M]`.
+    pub fn cross_attention(&mut self, phi: Var, alpha: Var, m: Var, mask: &Tensor<B>, lambda_a: f32, lambda_b: f32, slope: f32) -> Result<Var> {
+        let (sp, sm) = (self.shape(phi).to_vec(), self.shape(m).to_vec());
+        ensure!(sp.len() == 3 && sm.len() == 3 && sp[0] == sm[0] && sp[2] == sm[2], "cross_attention: phi {sp:?} and m {sm:?}");
+        ensure!(self.shape(alpha) == &sp[..2] && mask.shape == sm[..2], "cross_attention: alpha {:?}, mask {:?}", self.shape(alpha), mask.shape);
+        let p = XAttn { b: sp[0] as i32, n: sp[1] as i32, m: sm[1] as i32, d: sp[2] as i32, lambda_a, lambda_b, slope };
+        let y = self.b.cross_attention(&p, &self.value(phi).buf, &self.value(alpha).buf, &self.value(m).buf, &mask.buf)?;
+        let rg = self.rg(&[phi, alpha]);
+        Ok(self.push(Tensor::new(y, &[2, sp[0]]), Op::CrossAttention { phi, alpha, m, mask: mask.clone(), p }, rg))
+    }
+
     // the reverse pass -----------------------------------------------------------------
 
     /// Gradients of the scalar `loss` with respect to every node that needs one.
@@ -633,6 +662,16 @@ impl<B: Backend> Graph<B> {
                     let w = weight.map(|w| val(w));
                     let gx = b.focal_loss_backward(val(*x), val(*target), w, *alpha, *gamma, &gy)?;
                     acc(&mut slots, *x, gx)?;
+                }
+                Op::Slice { x, l, start } => {
+                    let mut gx = b.zeros(l.numel())?;
+                    b.axis_insert(&mut gx, *l, *start, &gy)?;
+                    acc(&mut slots, *x, gx)?;
+                }
+                Op::CrossAttention { phi, alpha, m, mask, p } => {
+                    let (gp, ga) = b.cross_attention_backward(p, val(*phi), val(*alpha), val(*m), &mask.buf, &gy)?;
+                    acc(&mut slots, *phi, gp)?;
+                    acc(&mut slots, *alpha, ga)?;
                 }
                 Op::BoxLoss { x, target, weight, kind } => {
                     let w = weight.map(|w| val(w));

@@ -7,7 +7,7 @@
 
 mod common;
 use common::{assert_close, fixtures_dir};
-use engine::attention::model::{infer, init_params, loss, similarity_ops, Attributes, Batch, Head, HeadConfig, Rois, SimilarityFn};
+use engine::attention::model::{infer, init_params, loss, similarity_fused, similarity_ops, Attributes, Batch, Head, HeadConfig, Rois, SimilarityFn};
 use engine::autograd::{Graph, Tensor, Var};
 use engine::detect::boxes::as_boxes;
 use engine::detect::nms::nms;
@@ -34,7 +34,7 @@ fn run(f: &TensorFile, with_classification: bool, sim: &SimilarityFn<Cpu>) {
     assign_strict(&b, &mut params, f, "weights/").unwrap();
     let head = Head { cfg, params: &params };
     let mut g = Graph::new(b.clone());
-    let mut input = |g: &mut Graph<Cpu>, name: &str, grad: bool| -> Var {
+    let input = |g: &mut Graph<Cpu>, name: &str, grad: bool| -> Var {
         let t = f.get(&format!("input/{name}")).unwrap();
         let t = Tensor::from_host(&b, &t.data, &t.shape).unwrap();
         if grad { g.input_grad(t) } else { g.input(t) }
@@ -78,6 +78,14 @@ fn loss_intermediates_and_every_gradient_match() {
     let f = read(&dir.join("attention.safetensors")).unwrap();
     run(&f, true, &similarity_ops);
     run(&f, false, &similarity_ops);
+}
+
+#[test]
+fn the_fused_cross_attention_matches_too() {
+    let Some(dir) = fixtures_dir() else { return };
+    let f = read(&dir.join("attention.safetensors")).unwrap();
+    run(&f, true, &similarity_fused);
+    run(&f, false, &similarity_fused);
 }
 
 #[test]

@@ -262,3 +262,18 @@ pub fn infer<B: Backend>(head: &Head<B>, g: &mut Graph<B>, rois: Rois) -> Result
     let probs = g.sigmoid(logits)?;
     Ok((alpha, probs))
 }
+
+/// The fused similarity (a few kernels on CUDA; the SCAN variant falls back
+/// to the op-by-op form).
+pub fn similarity_fused<B: Backend>(head: &Head<B>, g: &mut Graph<B>, phi: Var, alpha: Var, t: &Attributes<B>, m: Var) -> Result<(Var, Var)> {
+    let c = &head.cfg;
+    if c.variant != Variant::Literal {
+        return similarity_ops(head, g, phi, alpha, t, m);
+    }
+    let [bsz, slots] = t.shape;
+    let mask = Tensor::from_host(&g.b, &t.mask, &[bsz, slots])?;
+    let out = g.cross_attention(phi, alpha, m, &mask, c.lambda_a, c.lambda_b, c.slope)?;
+    let s_roi = g.slice(out, 0, 0, 1)?;
+    let s_text = g.slice(out, 0, 1, 1)?;
+    Ok((g.reshape(s_roi, &[bsz])?, g.reshape(s_text, &[bsz])?))
+}

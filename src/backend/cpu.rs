@@ -4,7 +4,7 @@
 //! Matrix products go to `matrixmultiply` (multi-threaded); element-wise work
 //! is split over threads with rayon when it is large.
 
-use super::{Adam, Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Sgd, Unary};
+use super::{Adam, Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Sgd, Unary, XAttn};
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::{ensure, Result};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -212,6 +212,13 @@ fn gemm_slices<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
                 T::of(g.beta as f64), c[oc..].as_mut_ptr(), n as isize, 1);
         }
     }
+    Ok(())
+}
+
+fn check_xattn<T>(p: &XAttn, phi: &[T], alpha: &[T], m: &[T], mask: &[T]) -> Result<()> {
+    let (b, n, mm, d) = (p.b as usize, p.n as usize, p.m as usize, p.d as usize);
+    ensure!(phi.len() == b * n * d && alpha.len() == b * n && m.len() == b * mm * d && mask.len() == b * mm,
+        "cross_attention: buffers of {}, {}, {}, {} elements do not fit {p:?}", phi.len(), alpha.len(), m.len(), mask.len());
     Ok(())
 }
 
@@ -742,6 +749,17 @@ impl<T: Real> Backend for Cpu<T> {
     fn box_loss_backward(&self, kind: BoxLoss, x: &Vec<T>, t: &Vec<T>, w: Option<&Vec<T>>, gy: &Vec<T>) -> Result<Vec<T>> {
         let beta = T::of(kind.beta() as f64);
         Ok((0..x.len()).map(|i| gy[0] * w.map_or(T::one(), |w| w[i]) * box_term(x[i] - t[i], beta).1).collect())
+    }
+
+    fn cross_attention(&self, p: &XAttn, phi: &Vec<T>, alpha: &Vec<T>, m: &Vec<T>, mask: &Vec<T>) -> Result<Vec<T>> {
+        check_xattn(p, phi, alpha, m, mask)?;
+        Ok(super::cpu_xattn::cross_attention(p, phi, alpha, m, mask))
+    }
+
+    fn cross_attention_backward(&self, p: &XAttn, phi: &Vec<T>, alpha: &Vec<T>, m: &Vec<T>, mask: &Vec<T>, g: &Vec<T>) -> Result<(Vec<T>, Vec<T>)> {
+        check_xattn(p, phi, alpha, m, mask)?;
+        ensure!(g.len() == 2 * p.b as usize, "cross_attention_backward: {} upstream values for {} samples", g.len(), p.b);
+        Ok(super::cpu_xattn::cross_attention_backward(p, phi, alpha, m, mask, g))
     }
 
     fn sgd_step(&self, h: &Sgd, p: &mut Vec<T>, g: &Vec<T>, buf: &mut Vec<T>) -> Result<()> {

@@ -6,6 +6,7 @@
 //! backward methods return fresh buffers, and the tape accumulates them.
 
 pub mod cpu;
+mod cpu_xattn;
 pub mod cuda;
 pub mod device;
 
@@ -245,6 +246,20 @@ impl Permute {
     }
 }
 
+/// The fused cross-attention (literal variant) of B samples with N ROIs,
+/// M attribute slots and d features. Mirrored in cuda/common.cuh.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct XAttn {
+    pub b: i32,
+    pub n: i32,
+    pub m: i32,
+    pub d: i32,
+    pub lambda_a: f32,
+    pub lambda_b: f32,
+    pub slope: f32,
+}
+
 /// The two box-regression losses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BoxLoss {
@@ -389,6 +404,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn focal_loss_backward(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32, gy: &Self::Buf) -> Result<Self::Buf>;
     fn box_loss(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>) -> Result<Self::Buf>;
     fn box_loss_backward(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, gy: &Self::Buf) -> Result<Self::Buf>;
+
+    // the attention model -----------------------------------------------------------
+    /// `[2B]`: S_roi then S_text of each sample, from phi `[B, N, d]`, alpha
+    /// `[B, N]`, attribute embeddings `[B, M, d]` and their 0/1 mask `[B, M]`.
+    fn cross_attention(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf>;
+    /// (g_phi, g_alpha) for the upstream gradient `g` `[2B]`.
+    fn cross_attention_backward(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf, g: &Self::Buf)
+        -> Result<(Self::Buf, Self::Buf)>;
 
     // optimizers ---------------------------------------------------------------
     fn sgd_step(&self, h: &Sgd, param: &mut Self::Buf, grad: &Self::Buf, momentum: &mut Self::Buf) -> Result<()>;

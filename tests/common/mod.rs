@@ -86,6 +86,10 @@ pub enum Op {
     Focal(f32, f32),
     /// beta (0 = L1); inputs x, targets, weights
     BoxLoss(f32),
+    /// lambda_a, lambda_b; inputs phi [B,N,d], alpha logits [B,N], m [B,M,d], mask [B,M]
+    CrossAttention(f32, f32),
+    /// axis, start, len
+    Slice(isize, usize, usize),
 }
 
 fn c(name: &'static str, shapes: &[&[usize]], op: Op) -> Case {
@@ -150,6 +154,9 @@ pub fn cases() -> Vec<Case> {
         Case { constant: vec![1, 2], ..c("focal_loss", &[&[7, 5], &[7, 5], &[7, 5]], Op::Focal(0.25, 2.0)) },
         Case { constant: vec![1, 2], ..c("l1_loss", &[&[9, 4], &[9, 4], &[9, 4]], Op::BoxLoss(0.0)) },
         Case { constant: vec![1, 2], ..c("smooth_l1_loss", &[&[9, 4], &[9, 4], &[9, 4]], Op::BoxLoss(1.0 / 9.0)) },
+        c("slice_axis1", &[&[3, 7, 4]], Op::Slice(1, 2, 3)),
+        Case { constant: vec![2, 3], ..c("cross_attention", &[&[3, 12, 20], &[3, 12], &[3, 5, 20], &[3, 5]], Op::CrossAttention(4.0, 9.0)) },
+        Case { constant: vec![2, 3], ..c("cross_attention_wide", &[&[2, 70, 200], &[2, 70], &[2, 22, 200], &[2, 22]], Op::CrossAttention(4.0, 9.0)) },
     ]);
     // Sizes that cross the 64-wide GEMM tiles and several warps per line.
     v.push(c("matmul_tiles", &[&[130, 70], &[70, 97]], Op::Matmul(false, false)));
@@ -171,6 +178,12 @@ impl Case {
                     (Op::LayerNorm, 1) | (Op::BatchNorm, 1) | (Op::ChannelAffine, 1) => (0..n).map(|_| 1.0 + 0.3 * rng.normal()).collect(),
                     (Op::Focal(..), 1) => (0..n).map(|_| (rng.uniform() < 0.3) as u8 as f64).collect(),
                     (Op::Focal(..), 2) | (Op::BoxLoss(_), 2) => (0..n).map(|_| if rng.uniform() < 0.2 { 0.0 } else { rng.uniform() }).collect(),
+                    (Op::CrossAttention(..), 3) => (0..n).map(|j| if j % 5 == 4 { 0.0 } else { 1.0 }).collect(),
+                    (Op::CrossAttention(..), 2) => {
+                        // padded slots (mask 0) hold zero vectors, as the model feeds them
+                        let (slots, d) = (s[1], s[2]);
+                        (0..n).map(|k| if (k / d) % slots % 5 == 4 { 0.0 } else { rng.normal() }).collect()
+                    }
                     (Op::TripletHinge(_), _) => (0..n).map(|j| if j % 2 == 0 { 0.3 + rng.uniform() } else { rng.uniform() - 0.3 }).collect(),
                     _ => (0..n).map(|_| rng.normal()).collect(),
                 }
@@ -218,6 +231,13 @@ impl Case {
             Op::Permute(perm) => g.permute(x[0], perm),
             Op::Concat(axis) => g.concat(x, *axis),
             Op::Focal(alpha, gamma) => g.focal_loss(x[0], x[1], Some(x[2]), *alpha, *gamma),
+            Op::CrossAttention(la, lb) => {
+                // alpha as the model makes it: a softmax over the ROIs
+                let alpha = g.softmax(x[1], 1, 1.0, None)?;
+                let mask = g.value(x[3]).clone();
+                g.cross_attention(x[0], alpha, x[2], &mask, *la, *lb, 0.1)
+            }
+            Op::Slice(axis, start, len) => g.slice(x[0], *axis, *start, *len),
             Op::BoxLoss(beta) => {
                 let kind = if *beta > 0.0 { engine::backend::BoxLoss::SmoothL1 { beta: *beta } } else { engine::backend::BoxLoss::L1 };
                 g.box_loss(kind, x[0], x[1], Some(x[2]))
