@@ -50,7 +50,7 @@ fn conv_shapes<B: Backend>(c: &mut Criterion, b: &B, label: &str, scale_down: bo
 /// One RetinaNet SGD training step (frozen batch norm, as torchvision's
 /// detection models) or one inference forward.
 fn retinanet_steps<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, size: usize) {
-    let cfg = RetinaConfig { num_classes: 2, bn: BnMode::Frozen, trainable_layers: 5 };
+    let cfg = RetinaConfig { num_classes: 2, bn: BnMode::Frozen, trainable_layers: 5, anchor_scale: 1.0 };
     let mut params = init_params(b, &cfg, 1).unwrap();
     let bn = FrozenBn::from_params(b, &params, 1e-5).unwrap();
     let x = Rng::new(2).uniforms(n * 3 * size * size, 0.0, 1.0);
@@ -67,7 +67,7 @@ fn retinanet_steps<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, 
             let mut net = Net::new(&mut gr, &params, Some(&bn));
             let out = forward(&mut net, &cfg, xv).unwrap();
             drop(net);
-            let a = anchors::<B>(&out, [size, size]);
+            let a = anchors(&cfg, &out, [size, size]);
             let (lc, lb) = losses(&mut gr, &out, &a, &targets, 2).unwrap();
             let total = gr.add(lc, lb).unwrap();
             let grads = gr.backward(total).unwrap();

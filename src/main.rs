@@ -40,6 +40,10 @@ enum Command {
     /// Reports to attributes to word vectors.
     #[command(subcommand)]
     Text(TextCommand),
+    /// Train the cross-attention model on images, report attributes, word vectors and a detector.
+    Train(engine::attention::train::AttnTrainArgs),
+    /// Boxes and attribute probabilities from images alone: JSON and PNG overlays.
+    Infer(engine::attention::infer::AttnInferArgs),
 }
 
 #[derive(Subcommand)]
@@ -122,6 +126,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Detector(DetectorCommand::Infer(args)) => {
             let device = Device::select(cli.device)?;
             let r = engine::with_backend!(device, |b| engine::detector::infer::infer(b, &args))?;
+            let n = r["images"].as_array().map_or(0, |v| v.len());
+            let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
+            println!("{n} images, {skipped} skipped -> {}", args.out.display());
+        }
+        Command::Train(args) => {
+            let device = Device::select(cli.device)?;
+            engine::with_backend!(device, |b| engine::attention::train::train(b, &args))?;
+        }
+        Command::Infer(args) => {
+            let device = Device::select(cli.device)?;
+            let r = engine::with_backend!(device, |b| engine::attention::infer::infer(b, &args))?;
             let n = r["images"].as_array().map_or(0, |v| v.len());
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());

@@ -19,7 +19,7 @@ fn retinanet_matches_torchvision() {
     let f = read(&dir.join("retinanet.safetensors")).unwrap();
     let config: serde_json::Value = serde_json::from_str(&f.metadata["config"]).unwrap();
     let k = config["num_classes"].as_u64().unwrap() as usize;
-    let cfg = RetinaConfig { num_classes: k, bn: BnMode::Frozen, trainable_layers: 5 };
+    let cfg = RetinaConfig { num_classes: k, bn: BnMode::Frozen, trainable_layers: 5, anchor_scale: 1.0 };
     let b = Cpu::<f32>::new();
     let mut params = init_params(&b, &cfg, 0).unwrap();
     // every parameter named in the file, nothing more, nothing less
@@ -44,7 +44,7 @@ fn retinanet_matches_torchvision() {
     assert_close("head/cls_logits", &g.to_host(out.cls_logits).unwrap(), &f.get("head/cls_logits").unwrap().data, TOL);
     assert_close("head/bbox_regression", &g.to_host(out.bbox_regression).unwrap(), &f.get("head/bbox_regression").unwrap().data, TOL);
     let size = [x.shape[2], x.shape[3]];
-    let a = anchors::<Cpu>(&out, size);
+    let a = anchors(&cfg, &out, size);
     assert_eq!(a.concat(), f.get("head/anchors").unwrap().data, "anchors");
 
     let targets: Vec<Target> = (0..x.shape[0])

@@ -130,7 +130,7 @@ fn retinanet_forward_and_backward_match_cpu() {
     use engine::nn::retinanet::{anchors, forward, frozen_bn, init_params, losses, RetinaConfig, Target};
     use engine::nn::{BnMode, Net};
     fn run<B: Backend>(b: &B, bn: BnMode) -> (Vec<Vec<f32>>, Vec<(String, Vec<f32>)>) {
-        let cfg = RetinaConfig { num_classes: 2, bn, trainable_layers: 5 };
+        let cfg = RetinaConfig { num_classes: 2, bn, trainable_layers: 5, anchor_scale: 1.0 };
         let mut params = init_params(b, &cfg, 7).unwrap();
         let x = Rng::new(8).normals(2 * 3 * 128 * 128);
         let frozen = if bn == BnMode::Frozen { Some(frozen_bn(b, &params).unwrap()) } else { None };
@@ -139,7 +139,7 @@ fn retinanet_forward_and_backward_match_cpu() {
         let mut net = Net::new(&mut g, &params, frozen.as_ref());
         let out = forward(&mut net, &cfg, xv).unwrap();
         drop(net);
-        let a = anchors::<B>(&out, [128, 128]);
+        let a = anchors(&cfg, &out, [128, 128]);
         let t = vec![
             Target { boxes: vec![[10.0, 20.0, 60.0, 90.0], [70.0, 30.0, 120.0, 70.0]], labels: vec![1, 0] },
             Target { boxes: vec![[30.0, 30.0, 100.0, 100.0]], labels: vec![1] },

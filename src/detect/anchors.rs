@@ -30,9 +30,10 @@ pub fn cell_anchors(sizes: &[f32], ratios: &[f32]) -> Vec<BoxF> {
 }
 
 /// Anchors of one image of `image_size` `[h, w]` over feature maps `grids`
-/// (`[h_l, w_l]` per level), flattened (level, y, x, anchor).
-pub fn anchors_for(image_size: [usize; 2], grids: &[[usize; 2]]) -> Vec<BoxF> {
-    let sizes = retinanet_sizes();
+/// (`[h_l, w_l]` per level), flattened (level, y, x, anchor); `scale`
+/// multiplies torchvision's sizes (1 = torchvision).
+pub fn anchors_for(image_size: [usize; 2], grids: &[[usize; 2]], scale: f32) -> Vec<BoxF> {
+    let sizes: Vec<[f32; 3]> = retinanet_sizes().iter().map(|s| s.map(|v| (v * scale).trunc())).collect();
     let mut out = Vec::new();
     for (l, g) in grids.iter().enumerate() {
         let cells = cell_anchors(&sizes[l.min(sizes.len() - 1)], &ASPECT_RATIOS);
@@ -78,7 +79,7 @@ mod tests {
         assert_eq!(retinanet_sizes()[4], [512.0, 645.0, 812.0]);
         for (size, count) in [(512, 49_104), (800, 120_087), (1024, 196_416)] {
             let grids = pyramid_grids([size, size]);
-            assert_eq!(anchors_for([size, size], &grids).len(), count, "{size}");
+            assert_eq!(anchors_for([size, size], &grids, 1.0).len(), count, "{size}");
         }
     }
 }

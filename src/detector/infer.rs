@@ -97,7 +97,7 @@ pub fn infer<B: Backend>(b: B, a: &InferArgs) -> Result<serde_json::Value> {
         let mut net = Net::new(&mut g, &params, Some(&bn));
         let out = retinanet::forward(&mut net, &meta.retina, xv)?;
         drop(net);
-        let anchors = retinanet::anchors::<B>(&out, [size, size]);
+        let anchors = retinanet::anchors(&meta.retina, &out, [size, size]);
         let levels = retinanet::level_sizes(&out.grids);
         let (logits, reg) = (g.to_host(out.cls_logits)?, g.to_host(out.bbox_regression)?);
         let (na, k) = (anchors.len(), meta.retina.num_classes);

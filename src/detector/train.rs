@@ -70,6 +70,9 @@ pub struct TrainArgs {
     /// Batch norm: frozen (fine-tuning from pretrained weights) or train (from scratch).
     #[arg(long, value_enum, default_value_t = BnMode::Train)]
     pub bn: BnMode,
+    /// Multiplies torchvision's anchor sizes (32..812 px); 0.5 suits inputs around 128 px.
+    #[arg(long, default_value_t = 1.0)]
+    pub anchor_scale: f32,
     /// Trainable ResNet stages counted from layer4 (torchvision's trainable_layers, 0..=5).
     #[arg(long, default_value_t = 5)]
     pub trainable_layers: usize,
@@ -124,7 +127,7 @@ pub fn evaluate<B: Backend>(b: &B, params: &ParamSet<B>, cfg: &RetinaConfig, siz
         let mut net = Net::new(&mut g, params, Some(&bn));
         let out = retinanet::forward(&mut net, cfg, x)?;
         drop(net);
-        let anchors = retinanet::anchors::<B>(&out, [size, size]);
+        let anchors = retinanet::anchors(&cfg, &out, [size, size]);
         let (c, r) = retinanet::losses(&mut g, &out, &anchors, &bt.targets, cfg.num_classes)?;
         loss += (g.to_host(c)?[0] + g.to_host(r)?[0]) as f64 * n as f64;
         count += n;
@@ -159,7 +162,7 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
     ensure!(!all.is_empty(), "no labelled image found in {}", a.images.display());
     let (train_set, val_set) = split(all, a.val_split, a.seed);
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let cfg = RetinaConfig { num_classes: 1, bn: a.bn, trainable_layers: a.trainable_layers };
+    let cfg = RetinaConfig { num_classes: 1, bn: a.bn, trainable_layers: a.trainable_layers, anchor_scale: a.anchor_scale };
     let meta = ModelMeta { retina: cfg, image_size: a.size };
     let mut params = retinanet::init_params(&b, &cfg, a.seed)?;
     if let Some(init) = &a.init {
@@ -211,7 +214,7 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
             let out = retinanet::forward(&mut net, &cfg, x)?;
             let stats = std::mem::take(&mut net.bn_stats);
             drop(net);
-            let anchors = retinanet::anchors::<B>(&out, [a.size, a.size]);
+            let anchors = retinanet::anchors(&cfg, &out, [a.size, a.size]);
             let (c, r) = retinanet::losses(&mut g, &out, &anchors, &bt.targets, cfg.num_classes)?;
             let (lc, lr_box) = (g.to_host(c)?[0], g.to_host(r)?[0]);
             if !(lc.is_finite() && lr_box.is_finite()) {

@@ -25,11 +25,18 @@ pub struct RetinaConfig {
     pub num_classes: usize,
     pub bn: BnMode,
     pub trainable_layers: usize,
+    /// Multiplies torchvision's anchor sizes (1 = torchvision; smaller for small inputs).
+    #[serde(default = "one")]
+    pub anchor_scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for RetinaConfig {
     fn default() -> Self {
-        RetinaConfig { num_classes: 1, bn: BnMode::Frozen, trainable_layers: 3 }
+        RetinaConfig { num_classes: 1, bn: BnMode::Frozen, trainable_layers: 3, anchor_scale: 1.0 }
     }
 }
 
@@ -166,8 +173,8 @@ pub fn losses<B: Backend>(g: &mut Graph<B>, out: &Outputs, anchors: &[BoxF], tar
 }
 
 /// Anchors of one image for the pyramid of `out`.
-pub fn anchors<B: Backend>(out: &Outputs, image_size: [usize; 2]) -> Vec<BoxF> {
-    anchors_for(image_size, &out.grids)
+pub fn anchors(cfg: &RetinaConfig, out: &Outputs, image_size: [usize; 2]) -> Vec<BoxF> {
+    anchors_for(image_size, &out.grids, cfg.anchor_scale)
 }
 
 /// Anchors per level (for post-processing).
