@@ -30,3 +30,26 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm_f32(Gemm g, const floa
 extern "C" __global__ void __launch_bounds__(256, 1) gemm_f32_occ1(Gemm g, const float* A, const float* B, float* C) {
     gemm_body(g, A, B, C);
 }
+
+// Split-K for one matrix with few output tiles and a long K (weight
+// gradients: [d, d'] = x^T g over thousands of rows): grid z splits K in
+// chunks of `chunk`; each writes its partial product, gemm_splitk_sum adds
+// them in order and applies alpha and beta.
+extern "C" __global__ void __launch_bounds__(256, 2) gemm_f32_splitk(Gemm g, const float* A, const float* B, float* partial, int chunk) {
+    const bool ta = g.trans_a, tb = g.trans_b;
+    const int M = g.m, N = g.n, K = g.k;
+    auto la = [&](int r, int c) { return ta ? A[(long long)c * M + r] : A[(long long)r * K + c]; };
+    auto lb = [&](int k, int n) { return tb ? B[(long long)n * K + k] : B[(long long)k * N + n]; };
+    float* out = partial + (long long)blockIdx.z * M * N;
+    auto st = [&](int r, int c, float v) { out[(long long)r * N + c] = v; };
+    int k0 = blockIdx.z * chunk, k1 = min(K, k0 + chunk);
+    tile_gemm(M, N, k0, k1, blockIdx.y * TILE_M, blockIdx.x * TILE_N, ta, !tb, la, lb, st);
+}
+
+extern "C" __global__ void gemm_splitk_sum(const float* partial, float* C, long long mn, int splits, float alpha, float beta) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= mn) return;
+    float s = 0.0f;
+    for (int k = 0; k < splits; k++) s += partial[k * mn + i];
+    C[i] = beta == 0.0f ? alpha * s : alpha * s + beta * C[i];
+}

@@ -41,16 +41,29 @@ extern "C" __global__ void layer_norm_bwd(const float* x, const float* gamma, co
     }
 }
 
+// Parameter gradients, a column reduction over the rows: one thread per
+// (feature j, chunk of 256 rows) writes partial sums; layer_norm_param_sum
+// adds the chunks in order.
 extern "C" __global__ void layer_norm_param_bwd(const float* x, const float* mean, const float* rstd, const float* gy,
-                                                float* ggamma, float* gbeta, int rows, int d) {
+                                                float* partial_g, float* partial_b, int rows, int d) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= d) return;
+    int r0 = blockIdx.y * 256, r1 = min(rows, r0 + 256);
     float gg = 0.0f, gb = 0.0f;
-    for (int r = 0; r < rows; r++) {
+    for (int r = r0; r < r1; r++) {
         float g = gy[(long long)r * d + j];
         gg += g * (x[(long long)r * d + j] - mean[r]) * rstd[r];
         gb += g;
     }
+    partial_g[(long long)blockIdx.y * d + j] = gg;
+    partial_b[(long long)blockIdx.y * d + j] = gb;
+}
+
+extern "C" __global__ void layer_norm_param_sum(const float* partial_g, const float* partial_b, float* ggamma, float* gbeta, int chunks, int d) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    float gg = 0.0f, gb = 0.0f;
+    for (int c = 0; c < chunks; c++) { gg += partial_g[(long long)c * d + j]; gb += partial_b[(long long)c * d + j]; }
     ggamma[j] = gg;
     gbeta[j] = gb;
 }

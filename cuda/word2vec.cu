@@ -1,9 +1,8 @@
 // word2vec skip-gram negative-sampling updates on the GPU, one warp per
 // (context, centre) pair: the context's input vector and each target's
-// output vector are read by the warp's lanes, dot products reduced with
-// shuffles, updates written back without locks (Hogwild, as word2vec.c and
-// the CPU backend). Negatives are drawn per pair from the noise table with a
-// counter-based hash, so a launch is reproducible. Each warp adds its pairs'
+// output vector are read by the warp's lanes and dot products reduced with
+// shuffles. Negatives are drawn per pair from the noise table with a
+// counter-based hash. Each warp adds its pairs'
 // loss to one slot per block (summed on the host in f64).
 #include "common.cuh"
 
@@ -44,10 +43,10 @@ extern "C" __global__ void word2vec_sgns(float* syn0, float* syn1, const unsigne
             for (int i = 0; i < 8; i++) {
                 int j = lane + 32 * i;
                 neu[i] += g * out[i];
-                if (j < dim) u[j] = out[i] + g * ctx[i];
+                if (j < dim) atomicAdd(&u[j], g * ctx[i]);
             }
         }
-        for (int i = 0; i < 8; i++) { int j = lane + 32 * i; if (j < dim) v[j] = ctx[i] + neu[i]; }
+        for (int i = 0; i < 8; i++) { int j = lane + 32 * i; if (j < dim) atomicAdd(&v[j], neu[i]); }
     }
     __shared__ float part[32];
     if (lane == 0) part[threadIdx.x / 32] = loss;

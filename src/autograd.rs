@@ -77,6 +77,65 @@ enum Op<B: Backend> {
     TripletHinge { x: Var, margin: f32 },
 }
 
+impl<B: Backend> Op<B> {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf => "leaf",
+            Op::Unary(..) => "unary",
+            Op::Binary(..) => "binary",
+            Op::Matmul { .. } => "matmul",
+            Op::Reshape(_) => "reshape",
+            Op::Sum { .. } => "sum",
+            Op::Softmax { .. } => "softmax",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::L2Normalize { .. } => "l2_normalize",
+            Op::Cosine { .. } => "cosine",
+            Op::BceWithLogits { .. } => "bce_with_logits",
+            Op::TripletHinge { .. } => "triplet_hinge",
+            Op::Conv2d { .. } => "conv2d",
+            Op::ChannelAffine { .. } => "channel_affine",
+            Op::BatchNorm { .. } => "batch_norm",
+            Op::MaxPool { .. } => "max_pool",
+            Op::Upsample { .. } => "upsample",
+            Op::Permute { .. } => "permute",
+            Op::Concat { .. } => "concat",
+            Op::FocalLoss { .. } => "focal_loss",
+            Op::BoxLoss { .. } => "box_loss",
+            Op::Slice { .. } => "slice",
+            Op::CrossAttention { .. } => "cross_attention",
+        }
+    }
+}
+
+/// Per-op timing (`ENGINE_PROFILE=1`): every op synchronizes the device and
+/// adds its wall time here, forward and backward apart. For finding what is
+/// slow, not for measuring (the synchronisation itself costs).
+pub mod profile {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static TABLE: Mutex<BTreeMap<String, (f64, usize)>> = Mutex::new(BTreeMap::new());
+
+    pub fn enabled() -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("ENGINE_PROFILE").is_some())
+    }
+
+    pub fn add(key: String, seconds: f64) {
+        let mut t = TABLE.lock().unwrap();
+        let e = t.entry(key).or_default();
+        e.0 += seconds;
+        e.1 += 1;
+    }
+
+    /// The table so far, slowest first: (op, total ms, calls).
+    pub fn report() -> Vec<(String, f64, usize)> {
+        let t = TABLE.lock().unwrap();
+        let mut v: Vec<(String, f64, usize)> = t.iter().map(|(k, (s, n))| (k.clone(), s * 1e3, *n)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+}
+
 struct Node<B: Backend> {
     value: Tensor<B>,
     op: Op<B>,
@@ -89,6 +148,8 @@ pub struct Graph<B: Backend> {
     pub b: B,
     nodes: Vec<Node<B>>,
     record: bool,
+    /// When the last op finished (profiling only).
+    last: Option<std::time::Instant>,
 }
 
 /// Gradients of a backward pass, one slot per node.
@@ -126,12 +187,12 @@ impl<B: Backend> Grads<B> {
 impl<B: Backend> Graph<B> {
     /// A graph that records ops for a backward pass.
     pub fn new(b: B) -> Self {
-        Graph { b, nodes: Vec::new(), record: true }
+        Graph { b, nodes: Vec::new(), record: true, last: None }
     }
 
     /// Inference: nothing is recorded, no gradient can be asked for.
     pub fn no_grad(b: B) -> Self {
-        Graph { b, nodes: Vec::new(), record: false }
+        Graph { b, nodes: Vec::new(), record: false, last: None }
     }
 
     pub fn len(&self) -> usize {
@@ -152,6 +213,13 @@ impl<B: Backend> Graph<B> {
     }
 
     fn push(&mut self, value: Tensor<B>, op: Op<B>, requires_grad: bool) -> Var {
+        if profile::enabled() {
+            let _ = self.b.synchronize();
+            if let Some(t) = self.last.take() {
+                profile::add(format!("forward {}", op.name()), t.elapsed().as_secs_f64());
+            }
+            self.last = Some(std::time::Instant::now());
+        }
         let (op, requires_grad) = if self.record { (op, requires_grad) } else { (Op::Leaf, false) };
         self.nodes.push(Node { value, op, requires_grad, param: None });
         Var(self.nodes.len() - 1)
@@ -521,6 +589,7 @@ impl<B: Backend> Graph<B> {
             }
             let Some(gy) = slots[i].take() else { continue };
             let val = |v: Var| &*self.nodes[v.0].value.buf;
+            let t0 = if profile::enabled() { b.synchronize()?; Some(std::time::Instant::now()) } else { None };
             match &node.op {
                 Op::Leaf => unreachable!(),
                 Op::Unary(x, op) => {
@@ -678,6 +747,10 @@ impl<B: Backend> Graph<B> {
                     let gx = b.box_loss_backward(*kind, val(*x), val(*target), w, &gy)?;
                     acc(&mut slots, *x, gx)?;
                 }
+            }
+            if let Some(t0) = t0 {
+                b.synchronize()?;
+                profile::add(format!("backward {}", node.op.name()), t0.elapsed().as_secs_f64());
             }
         }
         Ok(Grads {

@@ -58,7 +58,8 @@ fn every_op_forward_and_backward_matches_cpu() {
 fn gemm_every_transpose_and_batch_at_size() {
     let (cpu, cuda) = (Cpu::<f32>::new(), gpu());
     let mut rng = Rng::new(fresh_seed());
-    for (batch, m, n, k) in [(1, 512, 384, 256), (3, 129, 65, 200), (8, 300, 200, 256)] {
+    // the last two take the split-K path (few tiles, long K: weight gradients)
+    for (batch, m, n, k) in [(1, 512, 384, 256), (3, 129, 65, 200), (8, 300, 200, 256), (1, 200, 256, 9600), (1, 64, 4, 64000)] {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let mut g = Gemm::new(batch, m, n, k, ta, tb);
             g.alpha = 0.5;
@@ -158,13 +159,35 @@ fn retinanet_forward_and_backward_match_cpu() {
         let (oc, gc) = run(&cpu, bn);
         let (og, gg) = run(&cuda, bn);
         for (i, name) in ["cls_logits", "bbox_regression", "P3", "loss_cls", "loss_box"].iter().enumerate() {
-            assert_close(&format!("{bn:?} {name}"), &og[i], &oc[i], 1e-4);
+            // a whole network: the fixture's tolerance for networks (single ops use 1e-5)
+            assert_close(&format!("{bn:?} {name}"), &og[i], &oc[i], 1e-3);
         }
         assert_eq!(gc.len(), gg.len());
         assert!(gc.len() >= 89, "{} gradients", gc.len());
         for ((n, a), (_, b)) in gc.iter().zip(&gg) {
-            assert_close(&format!("{bn:?} grad {n}"), b, a, 1e-4);
+            assert_close(&format!("{bn:?} grad {n}"), b, a, 1e-3);
         }
         eprintln!("{bn:?}: outputs, losses and {} gradients match", gc.len());
     }
+}
+
+/// word2vec on CUDA follows the CPU's loss curve (within noise) on the
+/// reports of 2,000 phantoms, and gives the same nearest attributes.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn word2vec_cuda_loss_curve_matches_cpu() {
+    use engine::text::word2vec::{corpus_sentences, train_cpu, train_cuda, Corpus, W2vConfig};
+    let mut rng = Rng::new(3);
+    let sents: Vec<Vec<String>> = (0..2000)
+        .flat_map(|i| corpus_sentences(&engine::data::synth::phantom(&mut rng, format!("p{i}"), 32, i % 5 != 0).report))
+        .collect();
+    let corpus = Corpus::build(&sents, 5).unwrap();
+    let cfg = W2vConfig { dim: 64, epochs: 5, threads: 1, seed: 2, ..Default::default() };
+    let (_, cpu_curve) = train_cpu(&corpus, &cfg, &|_| {}).unwrap();
+    let (_, gpu_curve) = train_cuda(&corpus, &cfg, &gpu(), &|_| {}).unwrap();
+    let tail = |c: &[(u64, f64)]| { let k = (c.len() / 5).max(1); c[c.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64 };
+    let (lc, lg) = (tail(&cpu_curve), tail(&gpu_curve));
+    eprintln!("final loss: CPU {lc:.4}, CUDA {lg:.4}; first: CPU {:.4}, CUDA {:.4}", cpu_curve[0].1, gpu_curve[0].1);
+    assert!(lg < 0.8 * gpu_curve[0].1, "the CUDA loss did not fall: {:?}", &gpu_curve[..gpu_curve.len().min(8)]);
+    assert!((lc - lg).abs() / lc < 0.15, "final losses differ: CPU {lc}, CUDA {lg}");
 }

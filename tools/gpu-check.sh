@@ -4,6 +4,7 @@
 # the kernel benches, and PyTorch on the same card for comparison; a short
 # table last. Logs and JSON go to $OUT (default .gpu/out).
 #   ENGINE_BENCH_FILTER   criterion filter for the benches (default: all)
+#   ENGINE_BENCHES        which bench binaries, e.g. "ops attention" (default: all)
 #   ANCHORS_SECTIONS      sections of pytorch_anchors.py to run (default 0,1,2,3,4)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ step() { echo; echo "=== $*"; }
   step "benches"
   export CRITERION_HOME="$PWD/.gpu/criterion"
   for bench in .gpu/bin/bench-*; do
+    name=${bench#.gpu/bin/bench-}
+    if [ -n "${ENGINE_BENCHES:-}" ] && ! [[ " $ENGINE_BENCHES " == *" $name "* ]]; then continue; fi
     "$bench" --bench ${ENGINE_BENCH_FILTER:-} || status=1
   done
   python3 .gpu/bench-table.py "$CRITERION_HOME" > "$OUT/bench.md" || true

@@ -167,6 +167,7 @@ impl Cuda {
         let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: pair ids index syn0/syn1 rows of `dim` (the caller built both from one vocabulary); block_loss holds one slot per block.
         unsafe { b.launch(cfg) }?;
+        // the loss comes back with the launch: it also paces the host to the GPU
         Ok(self.download(&block_loss)?.iter().map(|&v| v as f64).sum())
     }
 
@@ -399,11 +400,18 @@ impl Backend for Cuda {
         b.arg(x).arg(gamma).arg(mean).arg(rstd).arg(gy).arg(&mut gx).arg(&r).arg(&dd);
         // SAFETY: lengths checked above.
         unsafe { b.launch(cfg_lines(rows)) }?;
+        let chunks = rows.div_ceil(256);
+        let (mut pg, mut pb) = (self.alloc(chunks * d)?, self.alloc(chunks * d)?);
         let mut b = self.stream().launch_builder(self.f("layer_norm_param_bwd")?);
-        b.arg(x).arg(mean).arg(rstd).arg(gy).arg(&mut gg).arg(&mut gb).arg(&r).arg(&dd);
-        let cfg = LaunchConfig { grid_dim: (d.div_ceil(THREADS as usize) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: gg and gb hold d elements.
+        b.arg(x).arg(mean).arg(rstd).arg(gy).arg(&mut pg).arg(&mut pb).arg(&r).arg(&dd);
+        let cfg = LaunchConfig { grid_dim: (d.div_ceil(THREADS as usize) as u32, chunks as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: partial buffers hold chunks * d elements.
         unsafe { b.launch(cfg) }?;
+        let c32 = chunks as i32;
+        let mut b = self.stream().launch_builder(self.f("layer_norm_param_sum")?);
+        b.arg(&pg).arg(&pb).arg(&mut gg).arg(&mut gb).arg(&c32).arg(&dd);
+        // SAFETY: gg and gb hold d elements.
+        unsafe { b.launch(LaunchConfig { grid_dim: (d.div_ceil(THREADS as usize) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
         Ok((gx, gg, gb))
     }
 
@@ -507,6 +515,27 @@ impl Backend for Cuda {
             "gemm {}x{}x{} (batch {}): buffers of {}, {}, {} elements are too short (need {la}, {lb}, {lc})",
             g.m, g.n, g.k, g.batch, a.len(), bb.len(), c.len());
         ensure!(g.batch <= 65_535, "gemm: batch {} is over the grid limit 65535", g.batch);
+        // Few output tiles and a long K (weight gradients): split K so that the GPU fills up.
+        let tiles = (g.n.div_ceil(128) * g.m.div_ceil(128)) as usize;
+        if g.batch == 1 && tiles < 64 && g.k >= 2048 {
+            let splits = (264 / tiles).clamp(2, (g.k / 512) as usize);
+            let chunk = (g.k as usize).div_ceil(splits).div_ceil(8) * 8;
+            let splits = (g.k as usize).div_ceil(chunk);
+            let mn = (g.m * g.n) as usize;
+            let mut partial = self.alloc(splits * mn)?;
+            let c32 = chunk as i32;
+            let mut b = self.stream().launch_builder(self.f("gemm_f32_splitk")?);
+            b.arg(g).arg(a).arg(bb).arg(&mut partial).arg(&c32);
+            let cfg = LaunchConfig { grid_dim: (g.n.div_ceil(128), g.m.div_ceil(128), splits as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: lengths checked above; partial holds splits * m * n.
+            unsafe { b.launch(cfg) }?;
+            let (mn64, s32) = (mn as i64, splits as i32);
+            let mut b = self.stream().launch_builder(self.f("gemm_splitk_sum")?);
+            b.arg(&partial).arg(c).arg(&mn64).arg(&s32).arg(&g.alpha).arg(&g.beta);
+            // SAFETY: c holds at least m * n (checked above).
+            unsafe { b.launch(LaunchConfig { grid_dim: ((mn as u32).div_ceil(THREADS), 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
+            return Ok(());
+        }
         let cfg = LaunchConfig {
             grid_dim: (g.n.div_ceil(128), g.m.div_ceil(128), g.batch),
             block_dim: (256, 1, 1),

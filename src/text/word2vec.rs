@@ -246,8 +246,10 @@ pub fn train_cpu(c: &Corpus, cfg: &W2vConfig, progress: &(dyn Fn(u64) + Sync)) -
 }
 
 /// Training on the GPU: the host makes the (context, centre) pairs of about
-/// 50,000 words at a time (subsampling, dynamic window), the kernel applies
-/// their updates in parallel; the learning rate decays per batch.
+/// 1,000 words at a time (subsampling, dynamic window), the kernel applies
+/// their updates in parallel (added atomically, a small minibatch); the
+/// learning rate decays per batch. Larger batches stall: every pair of a
+/// launch reads the same, not yet updated vectors.
 pub fn train_cuda(c: &Corpus, cfg: &W2vConfig, cuda: &crate::Cuda, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vectors, Vec<LossPoint>)> {
     use crate::Backend;
     let (v, d) = (c.words.len(), cfg.dim);
@@ -261,30 +263,37 @@ pub fn train_cuda(c: &Corpus, cfg: &W2vConfig, cuda: &crate::Cuda, progress: &(d
     let (mut done, mut batch_words, mut launches) = (0u64, 0u64, 0u64);
     let mut pairs: Vec<(u32, u32)> = Vec::new();
     let mut curve = Vec::new();
-    let mut flush = |pairs: &mut Vec<(u32, u32)>, words: u64, done: &mut u64, launches: &mut u64| -> Result<()> {
+    // loss summed over launches until 10,000 words, like the CPU's curve
+    let (mut loss_sum, mut loss_n, mut since) = (0f64, 0usize, 0u64);
+    let mut flush = |pairs: &mut Vec<(u32, u32)>, words: u64, done: &mut u64, launches: &mut u64, last: bool| -> Result<()> {
         if !pairs.is_empty() {
             let flat: Vec<u32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
             let dp = cuda.upload_u32(&flat)?;
             let alpha = alpha_at(cfg, *done, total);
-            let loss = cuda.word2vec_sgns(&mut syn0, &mut syn1, &dp, &table, d, cfg.negative, alpha, cfg.seed ^ *launches)?;
+            loss_sum += cuda.word2vec_sgns(&mut syn0, &mut syn1, &dp, &table, d, cfg.negative, alpha, cfg.seed ^ *launches)?;
+            loss_n += pairs.len() * (cfg.negative + 1);
             *launches += 1;
-            curve.push((*done + words, loss / (pairs.len() * (cfg.negative + 1)) as f64));
         }
         *done += words;
+        since += words;
+        if (since >= 10_000 || last) && loss_n > 0 {
+            curve.push((*done, loss_sum / loss_n as f64));
+            (loss_sum, loss_n, since) = (0.0, 0, 0);
+            progress(*done);
+        }
         pairs.clear();
-        progress(*done);
         Ok(())
     };
     for _epoch in 0..cfg.epochs {
         for sent in &c.sentences {
             batch_words += sentence_pairs(sent, cfg, &keep, &mut rng, &mut pairs) as u64;
-            if batch_words >= 50_000 {
-                flush(&mut pairs, batch_words, &mut done, &mut launches)?;
+            if batch_words >= 1_000 {
+                flush(&mut pairs, batch_words, &mut done, &mut launches, false)?;
                 batch_words = 0;
             }
         }
     }
-    flush(&mut pairs, batch_words, &mut done, &mut launches)?;
+    flush(&mut pairs, batch_words, &mut done, &mut launches, true)?;
     let data = cuda.download(&syn0)?;
     Ok((Vectors { words: c.words.clone(), counts: c.counts.clone(), dim: d, data }, curve))
 }

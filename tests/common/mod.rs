@@ -119,6 +119,7 @@ pub fn cases() -> Vec<Case> {
         c("softmax_long", &[&[2, 300]], Op::Softmax(1, 1.0, false)),
         c("layer_norm", &[&[6, 64], &[64], &[64]], Op::LayerNorm),
         c("layer_norm_narrow", &[&[5, 3, 10], &[10], &[10]], Op::LayerNorm),
+        c("layer_norm_many_rows", &[&[700, 64], &[64], &[64]], Op::LayerNorm),
         c("l2_normalize_last", &[&[4, 5, 6]], Op::L2Normalize(-1)),
         c("l2_normalize_middle", &[&[4, 5, 6]], Op::L2Normalize(1)),
         c("cosine_last", &[&[3, 5, 8], &[3, 5, 8]], Op::Cosine(-1)),
