@@ -123,7 +123,10 @@ fn auto_device_picks_the_gpu() {
 }
 
 /// RetinaNet forward, losses and every parameter gradient on CUDA against the
-/// CPU, for a seeded model and input (frozen and training-mode batch norm).
+/// CPU, for a seeded model and input. Frozen batch norm: within 1e-3.
+/// Training-mode batch norm is ill-conditioned in f32 for the early layers
+/// (tests/retinanet_precision.rs), so each CUDA gradient is held to the f32
+/// CPU's own distance from the f64 CPU (three times it, plus 1e-4).
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn retinanet_forward_and_backward_match_cpu() {
@@ -159,13 +162,23 @@ fn retinanet_forward_and_backward_match_cpu() {
         let (oc, gc) = run(&cpu, bn);
         let (og, gg) = run(&cuda, bn);
         for (i, name) in ["cls_logits", "bbox_regression", "P3", "loss_cls", "loss_box"].iter().enumerate() {
-            // a whole network: the fixture's tolerance for networks (single ops use 1e-5)
             assert_close(&format!("{bn:?} {name}"), &og[i], &oc[i], 1e-3);
         }
         assert_eq!(gc.len(), gg.len());
         assert!(gc.len() >= 89, "{} gradients", gc.len());
-        for ((n, a), (_, b)) in gc.iter().zip(&gg) {
-            assert_close(&format!("{bn:?} grad {n}"), b, a, 1e-3);
+        if bn == BnMode::Frozen {
+            for ((n, a), (_, b)) in gc.iter().zip(&gg) {
+                assert_close(&format!("{bn:?} grad {n}"), b, a, 1e-3);
+            }
+        } else {
+            let (_, g64) = run(&Cpu::<f64>::new(), bn);
+            let mut worst = 0.0f64;
+            for (((n, a), (_, b)), (_, r)) in gc.iter().zip(&gg).zip(&g64) {
+                let (ec, eg) = (common::rel_err(a, r), common::rel_err(b, r));
+                worst = worst.max(eg);
+                assert!(eg <= 3.0 * ec + 1e-4, "{n}: CUDA {eg:.2e} from f64, CPU f32 {ec:.2e}");
+            }
+            eprintln!("Train: worst CUDA gradient {worst:.2e} from the f64 CPU");
         }
         eprintln!("{bn:?}: outputs, losses and {} gradients match", gc.len());
     }

@@ -592,14 +592,15 @@ impl<T: Real> Backend for Cpu<T> {
     fn batch_norm_train(&self, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, n: usize, c: usize, hw: usize, eps: f32)
         -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         ensure!(x.len() == n * c * hw && gamma.len() == c && beta.len() == c, "batch_norm: shapes do not fit [{n}, {c}, {hw}]");
-        let m = T::of((n * hw) as f64);
-        let at = |b: usize, ch: usize, i: usize| x[(b * c + ch) * hw + i];
+        // Sums over n * hw elements in f64 (as the CUDA kernels): long f32 sums drift.
+        let m = (n * hw) as f64;
+        let plane = |b: usize, ch: usize| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
         let mut mean = vec![T::zero(); c];
         let mut var = vec![T::zero(); c];
         for ch in 0..c {
-            let mu = (0..n).flat_map(|b| (0..hw).map(move |i| (b, i))).map(|(b, i)| at(b, ch, i)).sum::<T>() / m;
-            var[ch] = (0..n).flat_map(|b| (0..hw).map(move |i| (b, i))).map(|(b, i)| (at(b, ch, i) - mu) * (at(b, ch, i) - mu)).sum::<T>() / m;
-            mean[ch] = mu;
+            let mu = (0..n).map(|b| plane(b, ch).iter().map(|v| v.f64()).sum::<f64>()).sum::<f64>() / m;
+            let v = (0..n).map(|b| plane(b, ch).iter().map(|v| (v.f64() - mu).powi(2)).sum::<f64>()).sum::<f64>() / m;
+            (mean[ch], var[ch]) = (T::of(mu), T::of(v));
         }
         let e = T::of(eps as f64);
         let y = x.iter().enumerate().map(|(i, &v)| {
@@ -613,12 +614,13 @@ impl<T: Real> Backend for Cpu<T> {
         -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let e = T::of(eps as f64);
         let m = T::of((n * hw) as f64);
-        let (mut gg, mut gb) = (vec![T::zero(); c], vec![T::zero(); c]);
+        let (mut gg64, mut gb64) = (vec![0f64; c], vec![0f64; c]);
         for (i, (&v, &g)) in x.iter().zip(gy).enumerate() {
             let ch = (i / hw) % c;
-            gb[ch] = gb[ch] + g;
-            gg[ch] = gg[ch] + g * (v - mean[ch]) / (var[ch] + e).sqrt();
+            gb64[ch] += g.f64();
+            gg64[ch] += g.f64() * ((v - mean[ch]) / (var[ch] + e).sqrt()).f64();
         }
+        let (gg, gb): (Vec<T>, Vec<T>) = (gg64.into_iter().map(T::of).collect(), gb64.into_iter().map(T::of).collect());
         // g_x = gamma istd / m (m g_y - g_beta - x̂ g_gamma)
         let gx = x.iter().zip(gy).enumerate().map(|(i, (&v, &g))| {
             let ch = (i / hw) % c;
