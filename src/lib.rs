@@ -9,6 +9,7 @@ pub mod attention;
 pub mod autograd;
 pub mod backend;
 pub mod data;
+pub mod demo;
 pub mod detect;
 pub mod detector;
 pub mod draw;

@@ -44,6 +44,8 @@ enum Command {
     Train(engine::attention::train::AttnTrainArgs),
     /// Boxes and attribute probabilities from images alone: JSON and PNG overlays.
     Infer(engine::attention::infer::AttnInferArgs),
+    /// The whole method end to end on synthetic phantoms, with the IoU table of detector vs attention model.
+    Demo(engine::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -140,6 +142,11 @@ fn run(cli: Cli) -> Result<()> {
             let n = r["images"].as_array().map_or(0, |v| v.len());
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());
+        }
+        Command::Demo(args) => {
+            let device = Device::select(cli.device)?;
+            let r = engine::demo::run(device, &args)?;
+            print!("{}", engine::demo::table(&r));
         }
         Command::Text(TextCommand::Extract(args)) => {
             let s = engine::text::commands::extract(&args)?;

@@ -199,3 +199,21 @@ pub fn assign_strict<B: Backend>(b: &B, params: &mut ParamSet<B>, file: &TensorF
     }
     Ok(())
 }
+
+/// Loads the tensors of `file` whose names and shapes fit (PyTorch's
+/// `strict=False`): returns (loaded, not in the file, wrong shape, not in the model).
+pub fn assign_partial<B: Backend>(b: &B, params: &mut ParamSet<B>, file: &TensorFile) -> Result<(usize, Vec<String>, Vec<String>, Vec<String>)> {
+    let (mut loaded, mut missing, mut misshaped) = (0, Vec::new(), Vec::new());
+    for p in &mut params.params {
+        match file.tensors.get(&p.name) {
+            None => missing.push(p.name.clone()),
+            Some(t) if t.shape != p.value.shape => misshaped.push(format!("{} (file {:?}, model {:?})", p.name, t.shape, p.value.shape)),
+            Some(t) => {
+                p.value = Tensor::from_host(b, &t.data, &t.shape)?;
+                loaded += 1;
+            }
+        }
+    }
+    let unexpected = file.tensors.keys().filter(|k| params.index(k).is_err()).cloned().collect();
+    Ok((loaded, missing, misshaped, unexpected))
+}

@@ -76,7 +76,8 @@ pub struct TrainArgs {
     /// Trainable ResNet stages counted from layer4 (torchvision's trainable_layers, 0..=5).
     #[arg(long, default_value_t = 5)]
     pub trainable_layers: usize,
-    /// Start from these weights (torchvision names; e.g. tools/convert_torchvision.py output).
+    /// Start from these weights (torchvision names, e.g. from tools/convert_torchvision.py);
+    /// tensors that fit are loaded, the others keep their initialisation.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Continue from OUT/checkpoint.safetensors.
@@ -166,8 +167,12 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
     let meta = ModelMeta { retina: cfg, image_size: a.size };
     let mut params = retinanet::init_params(&b, &cfg, a.seed)?;
     if let Some(init) = &a.init {
+        // e.g. ImageNet ResNet-50 or a COCO RetinaNet: whatever fits is loaded, the rest keeps its initialisation
         let file = crate::weights::read(init)?;
-        crate::weights::assign_strict(&b, &mut params, &file, "")?;
+        let (loaded, missing, misshaped, unexpected) = crate::weights::assign_partial(&b, &mut params, &file)?;
+        ensure!(loaded > 0, "{}: no tensor fits the model (names as torchvision's, e.g. backbone.body.conv1.weight)", init.display());
+        eprintln!("engine: {}: loaded {loaded} tensors; {} kept their initialisation, {} had another shape, {} were not used",
+            init.display(), missing.len(), misshaped.len(), unexpected.len());
     }
     let base_lr = a.lr.unwrap_or(match a.optimizer { OptimizerKind::Sgd => 0.005, OptimizerKind::Adam => 1e-4 });
     let mut opt = match a.optimizer {

@@ -1,0 +1,148 @@
+//! `engine demo`: the whole method on synthetic phantoms with reports, end
+//! to end: generate, extract attributes, train word2vec, train the detector,
+//! extract ROIs, train the attention model, then on held-out phantoms print
+//! the IoU accuracy at 0.25 / 0.5 / 0.75 of the detector's top box and of the
+//! attention model's top box, side by side. Small on the CPU (minutes), the
+//! full size on a GPU.
+
+use crate::attention::infer::predict;
+use crate::attention::rois::{extract_batch, ImageRois};
+use crate::attention::train::{load_bundle, train as train_attention, AttnTrainArgs};
+use crate::backend::device::Device;
+use crate::backend::Backend;
+use crate::data::image::load;
+use crate::data::synth::{write_dataset, SynthConfig};
+use crate::detect::boxes::{iou, BoxF};
+use crate::detector::train::{train as train_detector, OptimizerKind, TrainArgs};
+use crate::nn::{BnMode, FrozenBn};
+use crate::text::commands::{extract, word2vec, ExtractArgs, Word2vecArgs};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// Working folder (data/, text/, detector/, attention/, demo.json).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Phantoms (default: 240 on the CPU, 2000 on a GPU).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Image side (default: 128 on the CPU, 512 on a GPU).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Detector training steps (default: 300 on the CPU, 2500 on a GPU).
+    #[arg(long)]
+    pub detector_steps: Option<usize>,
+    /// Attention-model epochs (default: 60 on the CPU, 150 on a GPU).
+    #[arg(long)]
+    pub attention_epochs: Option<usize>,
+    /// Share of phantoms held out for the final table.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_split: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// IoU accuracy at the three thresholds of a top-box list against truth boxes.
+pub fn iou_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
+    let best: Vec<f32> = top.iter().zip(truth).map(|(b, t)| t.iter().map(|g| iou(b, g)).fold(0.0, f32::max)).collect();
+    let n = best.len().max(1) as f64;
+    [0.25, 0.5, 0.75].map(|th| best.iter().filter(|&&v| v > th).count() as f64 / n)
+}
+
+pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
+    let gpu = matches!(device, Device::Cuda(_));
+    let count = a.count.unwrap_or(if gpu { 2000 } else { 240 });
+    let size = a.size.unwrap_or(if gpu { 512 } else { 128 });
+    let det_steps = a.detector_steps.unwrap_or(if gpu { 2500 } else { 300 });
+    let attn_epochs = a.attention_epochs.unwrap_or(if gpu { 150 } else { 60 });
+    let t0 = std::time::Instant::now();
+    let stage = |s: &str| eprintln!("engine demo [{:>5.0} s] {s}", t0.elapsed().as_secs_f64());
+    let data = a.out.join("data");
+    stage(&format!("1/7 {count} phantoms of {size}x{size} on {}", device.name()));
+    let phantoms = write_dataset(&data, &SynthConfig { count, size, seed: a.seed, positive_rate: 0.85 }, || {})?;
+    // held-out phantoms: the last ones, never seen by either model
+    let n_test = ((count as f64 * a.test_split).round() as usize).max(1);
+    let train_ids: Vec<String> = phantoms[..count - n_test].iter().map(|p| p.id.clone()).collect();
+    let test = &phantoms[count - n_test..];
+    let labels = std::fs::read_to_string(data.join("labels.csv"))?;
+    let train_labels: String = labels.lines().enumerate().filter(|(i, l)| *i == 0 || train_ids.iter().any(|id| l.starts_with(&format!("{id},")))).map(|(_, l)| format!("{l}\n")).collect();
+    crate::weights::write_atomic(&data.join("labels_train.csv"), train_labels.as_bytes())?;
+
+    stage("2/7 attributes from the reports");
+    let text = a.out.join("text");
+    std::fs::create_dir_all(&text)?;
+    let ex = extract(&ExtractArgs { reports: data.join("reports"), out: text.join("attributes.jsonl"), attributes: None, json: true })?;
+    let all_attrs = std::fs::read_to_string(text.join("attributes.jsonl"))?;
+    let train_attrs: String = all_attrs.lines().filter(|l| train_ids.iter().any(|id| l.contains(&format!("\"id\":\"{id}\"")))).map(|l| format!("{l}\n")).collect();
+    crate::weights::write_atomic(&text.join("attributes_train.jsonl"), train_attrs.as_bytes())?;
+
+    stage("3/7 word2vec on the reports");
+    let w2v = word2vec(&device, &Word2vecArgs {
+        corpus: data.join("reports"), out: text.join("w2v.safetensors"), dim: 200, window: 5, negative: 5, sample: 1e-3, min_count: 5,
+        epochs: 20, alpha: 0.025, threads: None, seed: a.seed, negatives_within_attributes: false, attributes: None, json: true,
+    })?;
+
+    stage(&format!("4/7 detector, {det_steps} steps"));
+    let batch = if gpu { 8 } else { 4 };
+    let steps_per_epoch = (count - n_test).div_ceil(batch).min(50);
+    let det_out = a.out.join("detector");
+    let det_args = TrainArgs {
+        images: data.join("images"), labels: data.join("labels_train.csv"), out: det_out.clone(), size, epochs: det_steps.div_ceil(steps_per_epoch),
+        batch, optimizer: OptimizerKind::Adam, lr: Some(1e-4), momentum: 0.9, weight_decay: 0.0, warmup: 50, lr_steps: vec![10_000], val_split: 0.1,
+        clip: Some(10.0), bn: BnMode::Train, anchor_scale: if size <= 256 { 0.5 } else { 1.0 }, trainable_layers: 5, init: None,
+        resume: true, max_steps: Some(steps_per_epoch), strict: false, seed: a.seed,
+    };
+    let det_last = crate::with_backend!(device.clone(), |b| train_detector(b, &det_args))?;
+
+    stage(&format!("5/7 + 6/7 ROIs and the attention model, {attn_epochs} epochs"));
+    let attn_out = a.out.join("attention");
+    let attn_args = AttnTrainArgs {
+        images: data.join("images"), attributes: text.join("attributes_train.jsonl"), vectors: text.join("w2v.safetensors"),
+        detector: det_out.join("model.safetensors"), out: attn_out.clone(), top_n: 100, epochs: attn_epochs, batch: 32, lr: 5e-4, clip: 2.0,
+        patience: 10, variant: crate::attention::model::Variant::Literal, lambda_a: None, lambda_b: None, margin: 0.8, no_classification: false,
+        include_uncertain: false, val_split: 0.1, test_split: 0.0, resume: true, seed: a.seed,
+    };
+    let attn_last = crate::with_backend!(device.clone(), |b| train_attention(b, &attn_args))?;
+
+    stage("7/7 held-out phantoms");
+    let (det_top, attn_top, truth) = crate::with_backend!(device.clone(), |b| evaluate(&b, &attn_out.join("model.safetensors"), &data.join("images"), test))?;
+    let (d, m) = (iou_accuracy(&det_top, &truth), iou_accuracy(&attn_top, &truth));
+    let report = json!({
+        "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": truth.len(), "seconds": t0.elapsed().as_secs_f64(),
+        "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m },
+        "text": ex, "word2vec": w2v, "detector_last_epoch": det_last, "attention_last_epoch": attn_last,
+    });
+    crate::weights::write_atomic(&a.out.join("demo.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(report)
+}
+
+/// Top boxes of the detector and of the attention model on held-out phantoms
+/// with pneumonia, and their truth boxes, all in [0, 1] coordinates.
+fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Path, test: &[crate::data::synth::Phantom])
+    -> Result<(Vec<BoxF>, Vec<BoxF>, Vec<Vec<BoxF>>)> {
+    let (head, meta, det, det_meta) = load_bundle(b, bundle)?;
+    let bn = FrozenBn::from_params(b, &det, 1e-5)?;
+    let (mut dt, mut at, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    for p in test.iter().filter(|p| !p.opacities.is_empty()) {
+        let path = crate::data::rsna::find_image(images, &p.id).with_context(|| format!("no image for {}", p.id))?;
+        let img = load(&path)?;
+        let rois: Vec<ImageRois> = extract_batch(b, &det, &bn, &det_meta, &[(p.id.as_str(), &img)], meta.top_n)?;
+        let pred = &predict(b, &head, &meta, &rois, 0.5, 1)?[0];
+        let (w, h) = (img.width as f32, img.height as f32);
+        dt.push(pred.detector_top);
+        at.push(pred.boxes[0]);
+        truth.push(p.opacities.iter().map(|o| [o.bbox[0] / w, o.bbox[1] / h, o.bbox[2] / w, o.bbox[3] / h]).collect());
+    }
+    Ok((dt, at, truth))
+}
+
+/// The demo's table as text.
+pub fn table(r: &serde_json::Value) -> String {
+    let row = |k: &str| r["iou_accuracy"][k].as_array().map(|a| a.iter().map(|v| format!("{:>6.3}", v.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join("  ")).unwrap_or_default();
+    format!(
+        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n",
+        r["held_out_with_pneumonia"], r["size"], r["size"], r["device"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(0.0), row("detector_top_box"), row("attention_top_box")
+    )
+}
