@@ -122,6 +122,10 @@ pub struct Word2vecArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the tokenised corpus (one sentence per line) to this file,
+    /// e.g. to train gensim or word2vec.c on exactly the same words.
+    #[arg(long)]
+    pub dump_corpus: Option<PathBuf>,
 }
 
 pub fn word2vec(device: &Device, a: &Word2vecArgs) -> Result<serde_json::Value> {
@@ -130,6 +134,10 @@ pub fn word2vec(device: &Device, a: &Word2vecArgs) -> Result<serde_json::Value> 
     let sents: Vec<Vec<String>> = reports.iter().flat_map(|r| corpus_sentences(&r.full)).collect();
     if sents.is_empty() {
         bail!("{}: no text to train on", a.corpus.display());
+    }
+    if let Some(p) = &a.dump_corpus {
+        let text: String = sents.iter().map(|s| s.join(" ") + "\n").collect();
+        crate::weights::write_atomic(p, text.as_bytes())?;
     }
     let corpus = Corpus::build(&sents, a.min_count).with_context(|| format!("corpus {}", a.corpus.display()))?;
     let cfg = W2vConfig {
