@@ -233,6 +233,11 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
             sum += l as f64 * hb.b as f64;
             seen += hb.b;
         }
+        for p in &params.params {
+            if !b.sum_squares(&p.value.buf)?.is_finite() {
+                bail!("epoch {}: parameter {} is not finite; stopped, {} is the last good checkpoint", epoch + 1, p.name, ckpt.display());
+            }
+        }
         let head = Head { cfg, params: &params };
         let ev = evaluate(&b, &head, &val_set, &vectors, a.batch)?;
         history.push(ev.loss);
