@@ -9,7 +9,7 @@ use super::rois::{extract_batch, ImageRois, FEATURE_DIM};
 use super::train::{load_bundle, AttnMeta};
 use crate::autograd::{Graph, Tensor};
 use crate::backend::Backend;
-use crate::data::image::{load, Gray};
+use crate::data::image::{load_or_skip, Gray};
 use crate::detect::boxes::BoxF;
 use crate::detect::nms::nms;
 use crate::detector::infer::image_files;
@@ -114,13 +114,8 @@ pub fn infer<B: Backend>(b: B, a: &AttnInferArgs) -> Result<serde_json::Value> {
     for chunk in files.chunks(a.batch.max(1)) {
         let mut imgs = Vec::new();
         for f in chunk {
-            match load(f) {
-                Ok(img) => imgs.push((f.clone(), img)),
-                Err(e) if !a.strict => {
-                    eprintln!("engine: warning: skipped {}: {e:#}", f.display());
-                    skipped.push(f.display().to_string());
-                }
-                Err(e) => return Err(e),
+            if let Some(img) = load_or_skip(f, a.strict, &mut skipped)? {
+                imgs.push((f.clone(), img));
             }
         }
         bar.inc(chunk.len() as u64);

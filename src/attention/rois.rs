@@ -8,7 +8,7 @@
 
 use crate::autograd::{Graph, Tensor};
 use crate::backend::Backend;
-use crate::data::image::{load, to_input, Gray};
+use crate::data::image::{load_or_skip, to_input, Gray};
 use crate::detect::boxes::{area, BoxCoder, BoxF};
 use crate::detect::nms::order_by_score;
 use crate::detector::checkpoint::ModelMeta;
@@ -203,12 +203,8 @@ pub fn extract_all<B: Backend>(b: &B, params: &ParamSet<B>, meta: &ModelMeta, it
         for batch in chunk.chunks(8) {
             let mut imgs = Vec::new();
             for (id, path) in batch {
-                match load(path) {
-                    Ok(img) => imgs.push((id.as_str(), img)),
-                    Err(e) => {
-                        eprintln!("engine: warning: skipped {}: {e:#}", path.display());
-                        skipped.push(id.clone());
-                    }
+                if let Some(img) = load_or_skip(path, false, &mut skipped)? {
+                    imgs.push((id.as_str(), img));
                 }
             }
             if !imgs.is_empty() {

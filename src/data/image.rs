@@ -36,6 +36,20 @@ pub fn load(path: &Path) -> Result<Gray> {
     }
 }
 
+/// Loads an image, or (unless `strict`) warns, records it in `skipped` and
+/// returns `None`: the rule every command follows for unreadable files.
+pub fn load_or_skip(path: &Path, strict: bool, skipped: &mut Vec<String>) -> Result<Option<Gray>> {
+    match load(path) {
+        Ok(img) => Ok(Some(img)),
+        Err(e) if !strict => {
+            eprintln!("engine: warning: skipped {}: {e:#}", path.display());
+            skipped.push(path.display().to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e.context("--strict")),
+    }
+}
+
 /// PNG or JPEG bytes to grey (ITU-R 601 luma for colour, alpha ignored).
 pub fn decode(bytes: &[u8]) -> Result<Gray> {
     let img = image::load_from_memory(bytes)?;

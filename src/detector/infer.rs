@@ -6,7 +6,7 @@
 use super::checkpoint::load_model;
 use crate::autograd::{Graph, Tensor};
 use crate::backend::Backend;
-use crate::data::image::{load, to_input, EXTENSIONS};
+use crate::data::image::{load_or_skip, to_input, EXTENSIONS};
 use crate::detect::postprocess::PostProcess;
 use crate::draw::{Canvas, RED};
 use crate::nn::retinanet;
@@ -77,13 +77,8 @@ pub fn infer<B: Backend>(b: B, a: &InferArgs) -> Result<serde_json::Value> {
     for chunk in files.chunks(a.batch.max(1)) {
         let mut imgs = Vec::new();
         for f in chunk {
-            match load(f) {
-                Ok(img) => imgs.push((f, img)),
-                Err(e) if !a.strict => {
-                    eprintln!("engine: warning: skipped {}: {e:#}", f.display());
-                    skipped.push(f.display().to_string());
-                }
-                Err(e) => return Err(e),
+            if let Some(img) = load_or_skip(f, a.strict, &mut skipped)? {
+                imgs.push((f, img));
             }
         }
         bar.inc(chunk.len() as u64);
