@@ -213,7 +213,9 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
             order.swap(i, rng.below(i + 1));
         }
         let (mut sum, mut seen) = (0.0f64, 0usize);
+        let bar = crate::progress::bar(order.len().div_ceil(a.batch) as u64, &format!("epoch {}", epoch + 1));
         for chunk in order.chunks(a.batch) {
+            bar.inc(1);
             let refs: Vec<&Sample> = chunk.iter().map(|&i| &train_set[i]).collect();
             let hb = make_batch(&refs, &vectors);
             let head = Head { cfg, params: &params };
@@ -233,6 +235,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
             sum += l as f64 * hb.b as f64;
             seen += hb.b;
         }
+        bar.finish_and_clear();
         for p in &params.params {
             if !b.sum_squares(&p.value.buf)?.is_finite() {
                 bail!("epoch {}: parameter {} is not finite; stopped, {} is the last good checkpoint", epoch + 1, p.name, ckpt.display());
