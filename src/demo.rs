@@ -103,7 +103,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
         images: data.join("images"), attributes: text.join("attributes_train.jsonl"), vectors: text.join("w2v.safetensors"),
         detector: det_out.join("model.safetensors"), out: attn_out.clone(), top_n: 100, epochs: attn_epochs, batch: 32, lr: 5e-4, clip: 2.0,
         patience: 10, variant: crate::attention::model::Variant::Literal, lambda_a: None, lambda_b: None, margin: 0.8, no_classification: false,
-        include_uncertain: false, val_split: 0.1, test_split: 0.0, resume: true, seed: a.seed,
+        include_uncertain: false, patients: None, val_split: 0.1, test_split: 0.0, resume: true, seed: a.seed,
     };
     let attn_last = crate::with_backend!(device.clone(), |b| train_attention(b, &attn_args))?;
 

@@ -47,6 +47,20 @@ pub fn read_attributes(path: &Path) -> Result<HashMap<String, (Status, Vec<Strin
     Ok(out)
 }
 
+/// `id,patient` pairs of a CSV (header required; other columns ignored).
+pub fn read_patients(path: &Path) -> Result<HashMap<String, String>> {
+    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let h = rdr.headers().with_context(|| format!("{}: no header row", path.display()))?.clone();
+    let col = |n: &str| h.iter().position(|x| x.trim() == n).with_context(|| format!("{}: missing column {n} (expected id,patient)", path.display()));
+    let (ci, cp) = (col("id")?, col("patient")?);
+    let mut out = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: line {} is not valid CSV", path.display(), i + 2))?;
+        out.insert(rec.get(ci).unwrap_or("").trim().to_string(), rec.get(cp).unwrap_or("").trim().to_string());
+    }
+    Ok(out)
+}
+
 /// One training sample.
 #[derive(Clone)]
 pub struct Sample {
@@ -167,6 +181,22 @@ pub fn macro_auc(probs: &[f32], y: &[f32], k: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(id: &str) -> Sample {
+        Sample { rois: ImageRois { id: id.to_string(), ..Default::default() }, attributes: vec![0] }
+    }
+
+    #[test]
+    fn split_keeps_a_patients_images_together() {
+        let samples: Vec<Sample> = (0..60).map(|i| sample(&format!("img{i}"))).collect();
+        let patient = |id: &str| format!("p{}", id[3..].parse::<usize>().unwrap() / 3);
+        let (tr, va, te) = split_by_patient(samples, &patient, 0.1, 0.1, 4);
+        assert_eq!(tr.len() + va.len() + te.len(), 60);
+        assert!(!va.is_empty() && !te.is_empty());
+        let group = |set: &[Sample]| set.iter().map(|s| patient(&s.rois.id)).collect::<std::collections::HashSet<_>>();
+        let (a, b, c) = (group(&tr), group(&va), group(&te));
+        assert!(a.is_disjoint(&b) && a.is_disjoint(&c) && b.is_disjoint(&c), "a patient in two sets");
+    }
 
     #[test]
     fn auc_of_perfect_random_and_inverted_scores() {

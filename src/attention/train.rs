@@ -70,6 +70,10 @@ pub struct AttnTrainArgs {
     /// Also train on reports where pneumonia is uncertain.
     #[arg(long)]
     pub include_uncertain: bool,
+    /// CSV with columns `id,patient` (e.g. MIMIC study -> subject): the split
+    /// keeps each patient's images together. Without it each image is its own patient.
+    #[arg(long)]
+    pub patients: Option<PathBuf>,
     #[arg(long, default_value_t = 0.05)]
     pub val_split: f64,
     #[arg(long, default_value_t = 0.05)]
@@ -179,7 +183,12 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     let keep: &[Status] = if a.include_uncertain { &[Status::Affirmed, Status::Uncertain] } else { &[Status::Affirmed] };
     let samples = join(load_all(&roi_dir)?, &attrs, &vectors, keep);
     ensure!(samples.len() >= 3, "only {} images have pneumonia affirmed with a known attribute: too few to train", samples.len());
-    let (train_set, val_set, test_set) = split_by_patient(samples, &|id| id.to_string(), a.val_split, a.test_split, a.seed);
+    let patients = match &a.patients {
+        Some(p) => super::data::read_patients(p)?,
+        None => Default::default(),
+    };
+    let patient_of = |id: &str| patients.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let (train_set, val_set, test_set) = split_by_patient(samples, &patient_of, a.val_split, a.test_split, a.seed);
     ensure!(!train_set.is_empty() && !val_set.is_empty(), "the split left {} training and {} validation samples", train_set.len(), val_set.len());
     let (la, lb) = match a.variant { Variant::Literal => (4.0, 9.0), Variant::Scan => (9.0, 4.0) };
     let cfg = HeadConfig {
