@@ -93,7 +93,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
         images: data.join("images"), labels: data.join("labels_train.csv"), out: det_out.clone(), size, epochs: det_steps.div_ceil(steps_per_epoch),
         batch, optimizer: OptimizerKind::Adam, lr: Some(1e-4), momentum: 0.9, weight_decay: 0.0, warmup: 50, lr_steps: vec![10_000], val_split: 0.1,
         clip: Some(10.0), bn: BnMode::Train, anchor_scale: if size <= 256 { 0.5 } else { 1.0 }, trainable_layers: 5, init: None,
-        resume: true, max_steps: Some(steps_per_epoch), strict: false, seed: a.seed,
+        resume: true, precise_bn: 64, max_steps: Some(steps_per_epoch), strict: false, seed: a.seed,
     };
     let det_last = crate::with_backend!(device.clone(), |b| train_detector(b, &det_args))?;
 

@@ -83,6 +83,12 @@ pub struct TrainArgs {
     /// Continue from OUT/checkpoint.safetensors.
     #[arg(long)]
     pub resume: bool,
+    /// With `--bn train`: before each evaluation and checkpoint, recompute the
+    /// batch-norm running statistics over this many training images with the
+    /// current weights ("precise BN"), so that inference sees statistics of the
+    /// network it runs; 0 keeps the running averages of training.
+    #[arg(long, default_value_t = 64)]
+    pub precise_bn: usize,
     /// At most this many steps per epoch (quick runs).
     #[arg(long)]
     pub max_steps: Option<usize>,
@@ -143,6 +149,45 @@ pub fn evaluate<B: Backend>(b: &B, params: &ParamSet<B>, cfg: &RetinaConfig, siz
         }
     }
     Ok((if count > 0 { loss / count as f64 } else { f64::NAN }, dets, truth))
+}
+
+/// Precise BN: the running mean and (unbiased) variance of every batch norm
+/// become the average of their batch statistics over `items`, computed with
+/// the current weights in training mode.
+pub fn precise_bn<B: Backend>(b: &B, params: &mut ParamSet<B>, cfg: &RetinaConfig, size: usize, items: &[&Sample], batch: usize) -> Result<usize> {
+    use std::collections::BTreeMap;
+    let mut sums: BTreeMap<String, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
+    let mut seen = 0;
+    let mut skipped = Vec::new();
+    for chunk in items.chunks(batch.max(2)) {
+        let bt = load_batch(chunk, size, None, false, &mut skipped)?;
+        let n = bt.ids.len();
+        if n < 2 {
+            continue; // one image gives no variance over the batch
+        }
+        let mut g = Graph::no_grad(b.clone());
+        let x = g.input(Tensor::from_host(b, &bt.x, &[n, 3, size, size])?);
+        let mut net = Net::new(&mut g, params, None);
+        retinanet::forward(&mut net, cfg, x)?;
+        for st in std::mem::take(&mut net.bn_stats) {
+            let unbias = st.count as f64 / (st.count.max(2) - 1) as f64;
+            let (m, v) = (st.mean.to_host(b)?, st.var.to_host(b)?);
+            let e = sums.entry(st.prefix).or_insert_with(|| (vec![0.0; m.len()], vec![0.0; m.len()], 0));
+            e.0.iter_mut().zip(&m).for_each(|(s, &x)| *s += x as f64);
+            e.1.iter_mut().zip(&v).for_each(|(s, &x)| *s += x as f64 * unbias);
+            e.2 += 1;
+        }
+        seen += n;
+    }
+    for (prefix, (m, v, k)) in sums {
+        for (name, vals) in [("running_mean", m), ("running_var", v)] {
+            let i = params.index(&format!("{prefix}.{name}"))?;
+            let avg: Vec<f32> = vals.iter().map(|s| (s / k as f64) as f32).collect();
+            let shape = params.params[i].value.shape.clone();
+            params.params[i].value = Tensor::from_host(b, &avg, &shape)?;
+        }
+    }
+    Ok(seen)
 }
 
 fn learning_rate(a: &TrainArgs, base: f32, epoch: usize, step: usize) -> f32 {
@@ -245,6 +290,10 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
         }
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
+        if cfg.bn == BnMode::Train && a.precise_bn > 0 {
+            let pick: Vec<&Sample> = order.iter().take(a.precise_bn).map(|&i| &train_set[i]).collect();
+            precise_bn(&b, &mut params, &cfg, a.size, &pick, a.batch)?;
+        }
         let (val_loss, dets, truth) = if val_set.is_empty() { (f64::NAN, vec![], vec![]) } else { evaluate(&b, &params, &cfg, a.size, &val_set, a.batch)? };
         for p in &params.params {
             if !b.sum_squares(&p.value.buf)?.is_finite() {
