@@ -50,7 +50,7 @@ fn word2vec_and_neighbours_on_phantom_reports() {
     let (ok, _, e) = engine(&["data", "synth", "--count", "150", "--size", "32", "--out", data.to_str().unwrap()]);
     assert!(ok, "{e}");
     let vec = dir.path().join("w2v.safetensors");
-    let (ok, stdout, stderr) = engine(&["text", "word2vec", "--corpus", data.join("reports").to_str().unwrap(), "--dim", "32", "--epochs", "3", "--out", vec.to_str().unwrap(), "--json"]);
+    let (ok, stdout, stderr) = engine(&["text", "word2vec", "--corpus", data.join("reports").to_str().unwrap(), "--dim", "32", "--epochs", "6", "--threads", "1", "--out", vec.to_str().unwrap(), "--json"]);
     assert!(ok, "{stderr}");
     let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(s["words_per_second"].as_f64().unwrap() > 0.0);
