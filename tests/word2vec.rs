@@ -22,7 +22,7 @@ fn openi_vectors_pair_left_right_and_upper_lower() {
     }
     let (corpus, reports) = corpus_from_reports(&tgz, 5).unwrap();
     assert_eq!(reports, 3955);
-    let cfg = W2vConfig { threads: 1, seed: 1, ..Default::default() };
+    let cfg = W2vConfig { threads: 1, seed: 4, ..Default::default() };
     let t0 = std::time::Instant::now();
     let (v, curve) = train_cpu(&corpus, &cfg, &|_| {}).unwrap();
     println!("{} words, vocabulary {}, {:.0} words/s", corpus.total_words, corpus.words.len(), (cfg.epochs as u64 * corpus.total_words) as f64 / t0.elapsed().as_secs_f64());

@@ -4,9 +4,23 @@
 //! removed; tokens are words (with inner hyphens), numbers and the
 //! punctuation , ; : ( ).
 
-/// Lower-cased, placeholder-free text with single spaces.
+/// Lower-cased, placeholder-free text with single spaces. A line break
+/// before a capital letter ends a sentence (a new heading or sentence, SPEC
+/// 2.4); other line breaks are wrapped lines and become spaces.
 pub fn clean(text: &str) -> String {
-    let lower = text.to_lowercase().replace("___", " ").replace("xxxx", " ").replace("and/or", "or");
+    let chars: Vec<char> = text.chars().collect();
+    let mut marked = String::with_capacity(text.len() + 16);
+    for (i, &c) in chars.iter().enumerate() {
+        if c != '\n' {
+            marked.push(c);
+            continue;
+        }
+        let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+        let prev = marked.trim_end().chars().last();
+        let ends = next.is_some_and(|c| c.is_uppercase()) && prev.is_some_and(|p| !matches!(p, '.' | '?' | '!' | ':'));
+        marked.push_str(if ends { ". " } else { " " });
+    }
+    let lower = marked.to_lowercase().replace("___", " ").replace("xxxx", " ").replace("and/or", "or");
     // a/b between letters -> a or b
     let chars: Vec<char> = lower.chars().collect();
     let mut out = String::with_capacity(lower.len());
@@ -80,6 +94,12 @@ pub fn tokens(sentence: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_breaks_before_capitals_end_sentences() {
+        assert_eq!(sentences(&clean("Patchy opacity in the\n right lower lobe\nNo effusion")), vec!["patchy opacity in the right lower lobe.", "no effusion"]);
+        assert_eq!(sentences(&clean("FINDINGS: clear.\nIMPRESSION: normal")), vec!["findings: clear.", "impression: normal"]);
+    }
 
     #[test]
     fn cleaning_and_tokens() {

@@ -41,11 +41,11 @@ pub struct Corpus {
     pub total_words: u64,
 }
 
-/// Words of a text for the corpus: cleaned, split in sentences, tokens
-/// without punctuation.
+/// Words of a text for the corpus: line by line (a corpus file has one
+/// sentence per line), cleaned, split in sentences, tokens without punctuation.
 pub fn corpus_sentences(text: &str) -> Vec<Vec<String>> {
-    sentences(&clean(text))
-        .into_iter()
+    text.lines()
+        .flat_map(|line| sentences(&clean(line)))
         .map(|s| tokens(&s).into_iter().filter(|t| t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
         .collect()
@@ -79,7 +79,8 @@ impl Corpus {
 
     /// Noise table: word ids in proportion to count^0.75.
     pub fn noise_table(&self) -> Vec<u32> {
-        let size = (self.words.len() * 100).clamp(1_000_000, 100_000_000);
+        // about 1,000 slots per word (word2vec.c: 1e8 in all), small enough to stay in cache
+        let size = (self.words.len() * 1000).clamp(100_000, 100_000_000);
         let pow: Vec<f64> = self.counts.iter().map(|&c| (c as f64).powf(0.75)).collect();
         let total: f64 = pow.iter().sum();
         let mut table = Vec::with_capacity(size);
@@ -126,6 +127,20 @@ pub fn sentence_pairs(sent: &[u32], cfg: &W2vConfig, keep: &[f64], rng: &mut Lcg
 }
 
 pub const MAX_EXP: f32 = 6.0;
+
+/// Dot product with 8 independent partial sums, so that it vectorises (a
+/// plain `sum()` must add in order and runs one element at a time).
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -207,7 +222,7 @@ pub fn train_cpu(c: &Corpus, cfg: &W2vConfig, progress: &(dyn Fn(u64) + Sync)) -
                                     (t, 0.0)
                                 };
                                 load(&syn1[row(target)], &mut out);
-                                let f: f32 = ctx.iter().zip(&out).map(|(a, b)| a * b).sum();
+                                let f = dot8(&ctx, &out);
                                 let p = if f > MAX_EXP { 1.0 } else if f < -MAX_EXP { 0.0 } else { sigmoid(f) };
                                 loss -= (if label > 0.0 { p } else { 1.0 - p }).max(1e-7).ln() as f64;
                                 n_loss += 1;
