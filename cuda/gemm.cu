@@ -21,13 +21,8 @@ __device__ __forceinline__ void gemm_body(const Gemm& g, const float* A, const f
     tile_gemm(M, N, 0, K, blockIdx.y * TILE_M, blockIdx.x * TILE_N, ta, !tb, la, lb, st);
 }
 
-// Two register budgets of the same tile, measured side by side (bench
-// gemm_f32 with ENGINE_GEMM=occ1): 2 blocks per SM (128 registers, a few
-// spills) or 1 block per SM (no spills).
+// Two blocks per SM (127 registers, no spills).
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_f32(Gemm g, const float* A, const float* B, float* C) {
-    gemm_body(g, A, B, C);
-}
-extern "C" __global__ void __launch_bounds__(256, 1) gemm_f32_occ1(Gemm g, const float* A, const float* B, float* C) {
     gemm_body(g, A, B, C);
 }
 

@@ -31,8 +31,6 @@ struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     funcs: HashMap<String, CudaFunction>,
-    /// ENGINE_GEMM=occ1 selects the one-block-per-SM GEMM (for measuring).
-    gemm_occ1: bool,
 }
 
 /// Names of the kernels (`.entry`) in a PTX text.
@@ -124,8 +122,7 @@ impl Cuda {
                 funcs.insert(entry, f);
             }
         }
-        let gemm_occ1 = std::env::var("ENGINE_GEMM").is_ok_and(|v| v == "occ1");
-        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs, gemm_occ1 }) })
+        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs }) })
     }
 
     fn f(&self, name: &str) -> Result<&CudaFunction> {
@@ -541,8 +538,7 @@ impl Backend for Cuda {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let f = if self.inner.gemm_occ1 { self.f("gemm_f32_occ1")? } else { self.f("gemm_f32")? };
-        let mut b = self.stream().launch_builder(f);
+        let mut b = self.stream().launch_builder(self.f("gemm_f32")?);
         b.arg(g).arg(a).arg(bb).arg(c);
         // SAFETY: lengths checked above cover every matrix of the batch.
         unsafe { b.launch(cfg) }?;
