@@ -25,13 +25,13 @@ pub struct DemoArgs {
     /// Working folder (data/, text/, detector/, attention/, demo.json).
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// Phantoms (default: 240 on the CPU, 2000 on a GPU).
+    /// Phantoms (default: 400 on the CPU, 2000 on a GPU).
     #[arg(long)]
     pub count: Option<usize>,
-    /// Image side (default: 128 on the CPU, 512 on a GPU).
+    /// Image side (default: 64 on the CPU, 512 on a GPU).
     #[arg(long)]
     pub size: Option<usize>,
-    /// Detector training steps (default: 300 on the CPU, 2500 on a GPU).
+    /// Detector training steps (default: 400 on the CPU, 2500 on a GPU).
     /// The CPU defaults take about 10 minutes on 2 cores.
     #[arg(long)]
     pub detector_steps: Option<usize>,
@@ -45,6 +45,12 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
+/// Anchors in proportion to the input: torchvision's (32..812 px) suit
+/// 512-800 px images; the phantoms' opacities at 64 px are 5-30 px.
+pub fn anchor_scale_for(size: usize) -> f32 {
+    if size <= 96 { 0.25 } else if size <= 256 { 0.5 } else { 1.0 }
+}
+
 /// IoU accuracy at the three thresholds of a top-box list against truth boxes.
 pub fn iou_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
     let best: Vec<f32> = top.iter().zip(truth).map(|(b, t)| t.iter().map(|g| iou(b, g)).fold(0.0, f32::max)).collect();
@@ -54,9 +60,9 @@ pub fn iou_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
 
 pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let gpu = matches!(device, Device::Cuda(_));
-    let count = a.count.unwrap_or(if gpu { 2000 } else { 240 });
-    let size = a.size.unwrap_or(if gpu { 512 } else { 128 });
-    let det_steps = a.detector_steps.unwrap_or(if gpu { 2500 } else { 300 });
+    let count = a.count.unwrap_or(if gpu { 2000 } else { 400 });
+    let size = a.size.unwrap_or(if gpu { 512 } else { 64 });
+    let det_steps = a.detector_steps.unwrap_or(if gpu { 2500 } else { 400 });
     let attn_epochs = a.attention_epochs.unwrap_or(if gpu { 150 } else { 60 });
     let t0 = std::time::Instant::now();
     let stage = |s: &str| eprintln!("engine demo [{:>5.0} s] {s}", t0.elapsed().as_secs_f64());
@@ -86,13 +92,13 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     })?;
 
     stage(&format!("4/7 detector, {det_steps} steps"));
-    let batch = if gpu { 8 } else { 4 };
+    let batch = 8;
     let steps_per_epoch = (count - n_test).div_ceil(batch).min(50);
     let det_out = a.out.join("detector");
     let det_args = TrainArgs {
         images: data.join("images"), labels: data.join("labels_train.csv"), out: det_out.clone(), size, epochs: det_steps.div_ceil(steps_per_epoch),
-        batch, optimizer: OptimizerKind::Adam, lr: Some(1e-4), momentum: 0.9, weight_decay: 0.0, warmup: 50, lr_steps: vec![10_000], val_split: 0.1,
-        clip: Some(10.0), bn: BnMode::Train, anchor_scale: if size <= 256 { 0.5 } else { 1.0 }, trainable_layers: 5, init: None,
+        batch, optimizer: OptimizerKind::Adam, lr: Some(3e-4), momentum: 0.9, weight_decay: 0.0, warmup: 30, lr_steps: vec![10_000], val_split: 0.1,
+        clip: Some(10.0), bn: BnMode::Train, anchor_scale: anchor_scale_for(size), trainable_layers: 5, init: None,
         resume: true, precise_bn: 64, max_steps: Some(steps_per_epoch), strict: false, seed: a.seed,
     };
     let det_last = crate::with_backend!(device.clone(), |b| train_detector(b, &det_args))?;
