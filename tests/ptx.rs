@@ -1,5 +1,6 @@
 //! Every kernel the CUDA backend launches must be an entry of the embedded
-//! PTX. Reads the backend's source for `self.f("name")` calls, so a kernel
+//! PTX. Reads the backend's sources (`src/backend/cuda.rs` and
+//! `src/backend/cuda/*.rs`) for `self.f("name")` calls, so a kernel
 //! renamed or deleted in `cuda/*.cu` fails here, on machines without a GPU.
 
 use engine::backend::cuda::ptx_entries;
@@ -7,7 +8,11 @@ use engine::kernels::MODULES;
 use std::collections::BTreeSet;
 
 fn launched_kernels() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/backend/cuda.rs")).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/backend");
+    let mut src = std::fs::read_to_string(root.join("cuda.rs")).unwrap();
+    for f in std::fs::read_dir(root.join("cuda")).unwrap() {
+        src += &std::fs::read_to_string(f.unwrap().path()).unwrap();
+    }
     src.match_indices("self.f(\"")
         .map(|(i, m)| src[i + m.len()..].split('"').next().unwrap().to_string())
         .collect()

@@ -5,6 +5,7 @@
 //! is split over threads with rayon when it is large.
 
 use super::{Adam, Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Sgd, Unary, XAttn};
+use crate::detect::{boxes::BoxCoder, matcher::Matcher};
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::{ensure, Result};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -762,6 +763,30 @@ impl<T: Real> Backend for Cpu<T> {
         check_xattn(p, phi, alpha, m, mask)?;
         ensure!(g.len() == 2 * p.b as usize, "cross_attention_backward: {} upstream values for {} samples", g.len(), p.b);
         Ok(super::cpu_xattn::cross_attention_backward(p, phi, alpha, m, mask, g))
+    }
+
+    fn box_iou(&self, a: &Vec<T>, b: &Vec<T>) -> Result<Vec<T>> {
+        super::cpu_boxes::box_iou(a, b)
+    }
+
+    fn box_encode(&self, coder: &BoxCoder, gt: &Vec<T>, anchors: &Vec<T>) -> Result<Vec<T>> {
+        super::cpu_boxes::box_encode(coder, gt, anchors)
+    }
+
+    fn box_decode(&self, coder: &BoxCoder, d: &Vec<T>, anchors: &Vec<T>, clip: Option<[usize; 2]>) -> Result<Vec<T>> {
+        super::cpu_boxes::box_decode(coder, d, anchors, clip)
+    }
+
+    fn anchors(&self, image_size: [usize; 2], grids: &[[usize; 2]], scale: f32) -> Result<Vec<T>> {
+        Ok(super::cpu_boxes::anchors(image_size, grids, scale))
+    }
+
+    fn nms(&self, boxes: &Vec<T>, scores: &Vec<T>, threshold: f32) -> Result<Vec<usize>> {
+        super::cpu_boxes::nms(boxes, scores, threshold)
+    }
+
+    fn match_anchors(&self, matcher: &Matcher, gt: &Vec<T>, anchors: &Vec<T>) -> Result<Vec<i64>> {
+        super::cpu_boxes::match_anchors(matcher, gt, anchors)
     }
 
     fn sgd_step(&self, h: &Sgd, p: &mut Vec<T>, g: &Vec<T>, buf: &mut Vec<T>) -> Result<()> {

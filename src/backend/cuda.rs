@@ -5,6 +5,7 @@
 //! each name used here is an entry of the embedded PTX.
 
 use super::{Adam, Backend, Binary, BoxLoss, Conv2d, Gemm, Permute, Pool2d, Sgd, Unary, XAttn};
+use crate::detect::{boxes::BoxCoder, matcher::Matcher};
 use crate::kernels::MODULES;
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -56,6 +57,8 @@ pub fn unavailable_reason() -> Option<String> {
         Err(e) => Some(format!("the CUDA driver reports no usable GPU ({e})")),
     }
 }
+
+mod boxes;
 
 const THREADS: u32 = 256;
 
@@ -815,6 +818,30 @@ impl Backend for Cuda {
         unsafe { l.launch(LaunchConfig { grid_dim: (p.b as u32, 1, 1), block_dim: (512, 1, 1), shared_mem_bytes: 0 }) }?;
         drop(keep);
         Ok((gphi, galpha))
+    }
+
+    fn box_iou(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf> {
+        self.box_iou_gpu(a, b)
+    }
+
+    fn box_encode(&self, coder: &BoxCoder, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Self::Buf> {
+        self.box_encode_gpu(coder, gt, anchors)
+    }
+
+    fn box_decode(&self, coder: &BoxCoder, d: &Self::Buf, anchors: &Self::Buf, clip: Option<[usize; 2]>) -> Result<Self::Buf> {
+        self.box_decode_gpu(coder, d, anchors, clip)
+    }
+
+    fn anchors(&self, image_size: [usize; 2], grids: &[[usize; 2]], scale: f32) -> Result<Self::Buf> {
+        self.anchors_gpu(image_size, grids, scale)
+    }
+
+    fn nms(&self, boxes: &Self::Buf, scores: &Self::Buf, threshold: f32) -> Result<Vec<usize>> {
+        self.nms_gpu(boxes, scores, threshold)
+    }
+
+    fn match_anchors(&self, matcher: &Matcher, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Vec<i64>> {
+        self.match_anchors_gpu(matcher, gt, anchors)
     }
 
     fn sgd_step(&self, h: &Sgd, p: &mut Self::Buf, g: &Self::Buf, mom: &mut Self::Buf) -> Result<()> {

@@ -6,10 +6,12 @@
 //! backward methods return fresh buffers, and the tape accumulates them.
 
 pub mod cpu;
+mod cpu_boxes;
 mod cpu_xattn;
 pub mod cuda;
 pub mod device;
 
+use crate::detect::{boxes::BoxCoder, matcher::Matcher};
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::Result;
 
@@ -412,6 +414,20 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// (g_phi, g_alpha) for the upstream gradient `g` `[2B]`.
     fn cross_attention_backward(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf, g: &Self::Buf)
         -> Result<(Self::Buf, Self::Buf)>;
+
+    // box geometry, forward only (boxes are `[n, 4]` rows of x1, y1, x2, y2) --------
+    /// `[a, b]` IoUs of every box of `a` with every box of `b`.
+    fn box_iou(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
+    /// Regression targets of `gt[i]` relative to `anchors[i]`.
+    fn box_encode(&self, coder: &BoxCoder, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Self::Buf>;
+    /// The boxes regressions `d[i]` make of `anchors[i]`, clipped to an image of `[h, w]` when given.
+    fn box_decode(&self, coder: &BoxCoder, d: &Self::Buf, anchors: &Self::Buf, clip: Option<[usize; 2]>) -> Result<Self::Buf>;
+    /// RetinaNet's anchors of an image over pyramid `grids` (`detect::anchors::anchors_for`).
+    fn anchors(&self, image_size: [usize; 2], grids: &[[usize; 2]], scale: f32) -> Result<Self::Buf>;
+    /// Kept indices of greedy NMS, by descending score (`detect::nms::nms`).
+    fn nms(&self, boxes: &Self::Buf, scores: &Self::Buf, threshold: f32) -> Result<Vec<usize>>;
+    /// For each anchor its gt box, BACKGROUND or IGNORED (`detect::matcher::Matcher::assign`).
+    fn match_anchors(&self, matcher: &Matcher, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Vec<i64>>;
 
     // optimizers ---------------------------------------------------------------
     fn sgd_step(&self, h: &Sgd, param: &mut Self::Buf, grad: &Self::Buf, momentum: &mut Self::Buf) -> Result<()>;

@@ -23,7 +23,8 @@ pub fn box_iou(a: &[BoxF], b: &[BoxF]) -> Vec<f32> {
     a.iter().flat_map(|x| b.iter().map(move |y| iou(x, y))).collect()
 }
 
-/// torchvision BoxCoder (weights wx, wy, ww, wh).
+/// torchvision BoxCoder (weights wx, wy, ww, wh). Mirrored in cuda/boxes.cu.
+#[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct BoxCoder {
     pub weights: [f32; 4],
