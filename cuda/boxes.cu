@@ -28,20 +28,25 @@ struct BoxCoder {
     float wx, wy, ww, wh, clip;
 };
 
+// Width, height and centre of a box (the coder's view of it).
+struct Centred {
+    float w, h, x, y;
+};
+
+__device__ __forceinline__ Centred centred(const float* b) {
+    float w = b[2] - b[0], h = b[3] - b[1];
+    return {w, h, __fadd_rn(b[0], __fmul_rn(0.5f, w)), __fadd_rn(b[1], __fmul_rn(0.5f, h))};
+}
+
 // Regression targets of gt[i] relative to anchors[i].
 extern "C" __global__ void box_encode(BoxCoder c, const float* gt, const float* anchors, float* d, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float* a = anchors + 4 * i;
-    const float* g = gt + 4 * i;
-    float aw = a[2] - a[0], ah = a[3] - a[1];
-    float ax = __fadd_rn(a[0], __fmul_rn(0.5f, aw)), ay = __fadd_rn(a[1], __fmul_rn(0.5f, ah));
-    float gw = g[2] - g[0], gh = g[3] - g[1];
-    float gx = __fadd_rn(g[0], __fmul_rn(0.5f, gw)), gy = __fadd_rn(g[1], __fmul_rn(0.5f, gh));
-    d[4 * i] = c.wx * (gx - ax) / aw;
-    d[4 * i + 1] = c.wy * (gy - ay) / ah;
-    d[4 * i + 2] = c.ww * logf(gw / aw);
-    d[4 * i + 3] = c.wh * logf(gh / ah);
+    Centred a = centred(anchors + 4 * i), g = centred(gt + 4 * i);
+    d[4 * i] = c.wx * (g.x - a.x) / a.w;
+    d[4 * i + 1] = c.wy * (g.y - a.y) / a.h;
+    d[4 * i + 2] = c.ww * logf(g.w / a.w);
+    d[4 * i + 3] = c.wh * logf(g.h / a.h);
 }
 
 // The boxes that regressions d[i] make of anchors[i]; clipped to [0, w] x
@@ -49,14 +54,12 @@ extern "C" __global__ void box_encode(BoxCoder c, const float* gt, const float* 
 extern "C" __global__ void box_decode(BoxCoder c, const float* d, const float* anchors, float* out, int n, float clip_h, float clip_w) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float* a = anchors + 4 * i;
+    Centred a = centred(anchors + 4 * i);
     const float* r = d + 4 * i;
-    float aw = a[2] - a[0], ah = a[3] - a[1];
-    float ax = __fadd_rn(a[0], __fmul_rn(0.5f, aw)), ay = __fadd_rn(a[1], __fmul_rn(0.5f, ah));
     float dx = r[0] / c.wx, dy = r[1] / c.wy;
     float dw = fminf(r[2] / c.ww, c.clip), dh = fminf(r[3] / c.wh, c.clip);
-    float cx = __fadd_rn(__fmul_rn(dx, aw), ax), cy = __fadd_rn(__fmul_rn(dy, ah), ay);
-    float w = __fmul_rn(expf(dw), aw), h = __fmul_rn(expf(dh), ah);
+    float cx = __fadd_rn(__fmul_rn(dx, a.w), a.x), cy = __fadd_rn(__fmul_rn(dy, a.h), a.y);
+    float w = __fmul_rn(expf(dw), a.w), h = __fmul_rn(expf(dh), a.h);
     float b[4] = {cx - __fmul_rn(0.5f, w), cy - __fmul_rn(0.5f, h), cx + __fmul_rn(0.5f, w), cy + __fmul_rn(0.5f, h)};
     if (clip_w > 0.0f) {
         b[0] = fminf(fmaxf(b[0], 0.0f), clip_w);

@@ -38,6 +38,15 @@ pub struct DemoArgs {
     /// Attention-model epochs (default: 60 on the CPU, 150 on a GPU).
     #[arg(long)]
     pub attention_epochs: Option<usize>,
+    /// ROIs per set given to the attention model (default: 100, SPEC 3.9).
+    #[arg(long)]
+    pub top_n: Option<usize>,
+    /// Cross-attention variant of the attention model.
+    #[arg(long, value_enum, default_value_t = crate::attention::model::Variant::Literal)]
+    pub variant: crate::attention::model::Variant,
+    /// Train the attention model without the classification loss (the ablation).
+    #[arg(long)]
+    pub no_classification: bool,
     /// Share of phantoms held out for the final table.
     #[arg(long, default_value_t = 0.2)]
     pub test_split: f64,
@@ -53,7 +62,7 @@ pub fn anchor_scale_for(size: usize) -> f32 {
 
 /// IoU accuracy at the three thresholds of a top-box list against truth boxes.
 pub fn iou_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
-    let best: Vec<f32> = top.iter().zip(truth).map(|(b, t)| t.iter().map(|g| iou(b, g)).fold(0.0, f32::max)).collect();
+    let best: Vec<f32> = top.iter().zip(truth).map(|(b, t)| best_iou(b, t)).collect();
     let n = best.len().max(1) as f64;
     [0.25, 0.5, 0.75].map(|th| best.iter().filter(|&&v| v > th).count() as f64 / n)
 }
@@ -64,6 +73,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let size = a.size.unwrap_or(if gpu { 512 } else { 64 });
     let det_steps = a.detector_steps.unwrap_or(if gpu { 2500 } else { 400 });
     let attn_epochs = a.attention_epochs.unwrap_or(if gpu { 150 } else { 60 });
+    let top_n = a.top_n.unwrap_or(100);
     let t0 = std::time::Instant::now();
     let stage = |s: &str| eprintln!("engine demo [{:>5.0} s] {s}", t0.elapsed().as_secs_f64());
     let data = a.out.join("data");
@@ -107,49 +117,80 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let attn_out = a.out.join("attention");
     let attn_args = AttnTrainArgs {
         images: data.join("images"), attributes: text.join("attributes_train.jsonl"), vectors: text.join("w2v.safetensors"),
-        detector: det_out.join("model.safetensors"), out: attn_out.clone(), top_n: 100, epochs: attn_epochs, batch: 32, lr: 5e-4, clip: 2.0,
-        patience: 10, variant: crate::attention::model::Variant::Literal, lambda_a: None, lambda_b: None, margin: 0.8, no_classification: false,
+        detector: det_out.join("model.safetensors"), out: attn_out.clone(), top_n, epochs: attn_epochs, batch: 32, lr: 5e-4, clip: 2.0,
+        patience: 10, variant: a.variant, lambda_a: None, lambda_b: None, margin: 0.8, no_classification: a.no_classification,
         include_uncertain: false, patients: None, val_split: 0.1, test_split: 0.0, resume: true, seed: a.seed,
     };
     let attn_last = crate::with_backend!(device.clone(), |b| train_attention(b, &attn_args))?;
 
     stage("7/7 held-out phantoms");
-    let (det_top, attn_top, truth) = crate::with_backend!(device.clone(), |b| evaluate(&b, &attn_out.join("model.safetensors"), &data.join("images"), test))?;
-    let (d, m) = (iou_accuracy(&det_top, &truth), iou_accuracy(&attn_top, &truth));
+    let ev = crate::with_backend!(device.clone(), |b| evaluate(&b, &attn_out.join("model.safetensors"), &data.join("images"), test))?;
+    let (d, m) = (iou_accuracy(&ev.detector_top, &ev.truth), iou_accuracy(&ev.attention_top, &ev.truth));
+    let (best, random) = ev.roi_bounds();
     let report = json!({
-        "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": truth.len(), "seconds": t0.elapsed().as_secs_f64(),
-        "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m },
+        "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": ev.truth.len(), "seconds": t0.elapsed().as_secs_f64(),
+        "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m, "best_roi": best, "random_roi": random },
+        "rois_per_image": top_n,
         "text": ex, "word2vec": w2v, "detector_last_epoch": det_last, "attention_last_epoch": attn_last,
     });
     crate::weights::write_atomic(&a.out.join("demo.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
 
-/// Top boxes of the detector and of the attention model on held-out phantoms
-/// with pneumonia, and their truth boxes, all in [0, 1] coordinates.
-fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Path, test: &[crate::data::synth::Phantom])
-    -> Result<(Vec<BoxF>, Vec<BoxF>, Vec<Vec<BoxF>>)> {
+/// What the held-out phantoms with pneumonia give: the top boxes of the
+/// detector and of the attention model, the truth boxes (all in [0, 1]
+/// coordinates), and, for context, each image's ROIs' best IoU with the
+/// truth (what a perfect choice among them would reach).
+struct Evaluation {
+    detector_top: Vec<BoxF>,
+    attention_top: Vec<BoxF>,
+    truth: Vec<Vec<BoxF>>,
+    roi_ious: Vec<Vec<f32>>,
+}
+
+/// IoU of a box with the nearest truth box.
+fn best_iou(b: &BoxF, truth: &[BoxF]) -> f32 {
+    truth.iter().map(|g| iou(b, g)).fold(0.0, f32::max)
+}
+
+impl Evaluation {
+    /// IoU accuracy at the three thresholds of the best ROI of each image (an
+    /// upper bound for any ranking of the ROIs) and of a ROI drawn at random
+    /// (its expectation).
+    fn roi_bounds(&self) -> ([f64; 3], [f64; 3]) {
+        let n = self.roi_ious.len().max(1) as f64;
+        let th = [0.25f32, 0.5, 0.75];
+        let best = th.map(|t| self.roi_ious.iter().filter(|v| v.iter().any(|&x| x > t)).count() as f64 / n);
+        let random = th.map(|t| self.roi_ious.iter().map(|v| v.iter().filter(|&&x| x > t).count() as f64 / v.len().max(1) as f64).sum::<f64>() / n);
+        (best, random)
+    }
+}
+
+fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Path, test: &[crate::data::synth::Phantom]) -> Result<Evaluation> {
     let (head, meta, det, det_meta) = load_bundle(b, bundle)?;
     let bn = FrozenBn::from_params(b, &det, 1e-5)?;
-    let (mut dt, mut at, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut dt, mut at, mut truth, mut roi_ious) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in test.iter().filter(|p| !p.opacities.is_empty()) {
         let path = crate::data::rsna::find_image(images, &p.id).with_context(|| format!("no image for {}", p.id))?;
         let img = load(&path)?;
         let rois: Vec<ImageRois> = extract_batch(b, &det, &bn, &det_meta, &[(p.id.as_str(), &img)], meta.top_n)?;
         let pred = &predict(b, &head, &meta, &rois, 0.5, 1)?[0];
         let (w, h) = (img.width as f32, img.height as f32);
+        let t: Vec<BoxF> = p.opacities.iter().map(|o| [o.bbox[0] / w, o.bbox[1] / h, o.bbox[2] / w, o.bbox[3] / h]).collect();
+        roi_ious.push(rois[0].pos.boxes().iter().map(|r| best_iou(r, &t)).collect());
         dt.push(pred.detector_top);
         at.push(pred.boxes[0]);
-        truth.push(p.opacities.iter().map(|o| [o.bbox[0] / w, o.bbox[1] / h, o.bbox[2] / w, o.bbox[3] / h]).collect());
+        truth.push(t);
     }
-    Ok((dt, at, truth))
+    Ok(Evaluation { detector_top: dt, attention_top: at, truth, roi_ious })
 }
 
 /// The demo's table as text.
 pub fn table(r: &serde_json::Value) -> String {
     let row = |k: &str| r["iou_accuracy"][k].as_array().map(|a| a.iter().map(|v| format!("{:>6.3}", v.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join("  ")).unwrap_or_default();
     format!(
-        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n",
-        r["held_out_with_pneumonia"], r["size"], r["size"], r["device"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(0.0), row("detector_top_box"), row("attention_top_box")
+        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\n",
+        r["held_out_with_pneumonia"], r["size"], r["size"], r["device"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(0.0), row("detector_top_box"), row("attention_top_box"),
+        r["rois_per_image"], row("best_roi"), row("random_roi")
     )
 }

@@ -114,9 +114,16 @@ fn a_killed_run_resumes_and_a_non_finite_loss_stops() {
 #[test]
 fn demo_runs_end_to_end_and_prints_the_table() {
     let dir = tempfile::tempdir().unwrap();
-    let (stdout, _) = ok(engine().args(["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--out"]).arg(dir.path()));
-    assert!(stdout.contains("IoU accuracy") && stdout.contains("detector top box") && stdout.contains("attention top box"), "{stdout}");
+    let (stdout, _) = ok(engine().args(["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--out"]).arg(dir.path()));
+    assert!(stdout.contains("IoU accuracy") && stdout.contains("detector top box") && stdout.contains("attention top box") && stdout.contains("best ROI"), "{stdout}");
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo.json")).unwrap()).unwrap();
-    assert_eq!(r["iou_accuracy"]["attention_top_box"].as_array().unwrap().len(), 3);
+    assert_eq!(r["rois_per_image"], 20);
+    let acc = |k: &str| -> Vec<f64> { r["iou_accuracy"][k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let (attn, best, random) = (acc("attention_top_box"), acc("best_roi"), acc("random_roi"));
+    assert_eq!(attn.len(), 3);
+    // the attention model's top box is one of the ROIs: it cannot beat the best of them, nor can a random one
+    for t in 0..3 {
+        assert!(attn[t] <= best[t] && random[t] <= best[t] && best[t] <= 1.0, "threshold {t}: attention {attn:?}, best {best:?}, random {random:?}");
+    }
     assert!(r["held_out_with_pneumonia"].as_u64().unwrap() >= 1);
 }
