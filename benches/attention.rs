@@ -45,7 +45,7 @@ fn step<B: Backend>(c: &mut Criterion, be: &B, label: &str, n: usize) {
     ];
     g.bench_function(BenchmarkId::new(label, format!("b32 N={n}")), |it| {
         it.iter(|| {
-            let head = Head { cfg, params: &params };
+            let head = Head::new(cfg, &params);
             let mut gr = Graph::new(be.clone());
             let v: Vec<_> = dev.iter().map(|x| gr.input(x.clone())).collect();
             let pos = Rois { r: v[0], g: v[1], s: v[2] };

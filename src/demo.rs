@@ -47,6 +47,9 @@ pub struct DemoArgs {
     /// Train the attention model without the classification loss (the ablation).
     #[arg(long)]
     pub no_classification: bool,
+    /// Dropout on the attention model's classifier while training.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
     /// Share of phantoms held out for the final table.
     #[arg(long, default_value_t = 0.2)]
     pub test_split: f64,
@@ -118,7 +121,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let attn_args = AttnTrainArgs {
         images: data.join("images"), attributes: text.join("attributes_train.jsonl"), vectors: text.join("w2v.safetensors"),
         detector: det_out.join("model.safetensors"), out: attn_out.clone(), top_n, epochs: attn_epochs, batch: 32, lr: 5e-4, clip: 2.0,
-        patience: 10, variant: a.variant, lambda_a: None, lambda_b: None, margin: 0.8, no_classification: a.no_classification,
+        patience: 10, variant: a.variant, lambda_a: None, lambda_b: None, margin: 0.8, no_classification: a.no_classification, dropout: a.dropout,
         include_uncertain: false, patients: None, val_split: 0.1, test_split: 0.0, resume: true, seed: a.seed,
     };
     let attn_last = crate::with_backend!(device.clone(), |b| train_attention(b, &attn_args))?;

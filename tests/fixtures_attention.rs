@@ -32,7 +32,7 @@ fn run(f: &TensorFile, with_classification: bool, sim: &SimilarityFn<Cpu>) {
     let cfg = HeadConfig { with_classification, ..config(f) };
     let mut params = init_params(&b, &cfg, 0).unwrap();
     assign_strict(&b, &mut params, f, "weights/").unwrap();
-    let head = Head { cfg, params: &params };
+    let head = Head::new(cfg, &params);
     let mut g = Graph::new(b.clone());
     let input = |g: &mut Graph<Cpu>, name: &str, grad: bool| -> Var {
         let t = f.get(&format!("input/{name}")).unwrap();
@@ -96,7 +96,7 @@ fn image_only_inference_matches() {
     let cfg = config(&f);
     let mut params = init_params(&b, &cfg, 0).unwrap();
     assign_strict(&b, &mut params, &f, "weights/").unwrap();
-    let head = Head { cfg, params: &params };
+    let head = Head::new(cfg, &params);
     let mut g = Graph::no_grad(b.clone());
     let t = |g: &mut Graph<Cpu>, n: &str| { let t = f.get(&format!("input/{n}")).unwrap(); g.input(Tensor::from_host(&b, &t.data, &t.shape).unwrap()) };
     let rois = Rois { r: t(&mut g, "r"), g: t(&mut g, "g"), s: t(&mut g, "s") };

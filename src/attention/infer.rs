@@ -67,7 +67,7 @@ pub fn predict<B: Backend>(b: &B, head: &ParamSet<B>, meta: &AttnMeta, rois: &[I
     let r = g.input(Tensor::from_host(b, &cat(&|x| &x.pos.r), &[n, top, FEATURE_DIM])?);
     let gg = g.input(Tensor::from_host(b, &cat(&|x| &x.pos.g), &[n, top, 4])?);
     let s = g.input(Tensor::from_host(b, &cat(&|x| &x.pos.s), &[n, top, 1])?);
-    let h = Head { cfg: meta.head, params: head };
+    let h = Head::new(meta.head, head);
     let (alpha, probs) = head_infer(&h, &mut g, Rois { r, g: gg, s })?;
     let (al, pr) = (g.to_host(alpha)?, g.to_host(probs)?);
     let k = meta.head.k;

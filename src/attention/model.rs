@@ -39,11 +39,15 @@ pub struct HeadConfig {
     pub slope: f32,
     pub variant: Variant,
     pub with_classification: bool,
+    /// Dropout on the classifier's hidden layer while training (SPEC 4.2
+    /// proposes 0.2; the reference has none: 0).
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { r_dim: 256, d: 200, geo: 64, att_hidden: 128, cls_hidden: 128, k: 22, lambda_a: 4.0, lambda_b: 9.0, beta: 0.8, slope: 0.1, variant: Variant::Literal, with_classification: true }
+        HeadConfig { r_dim: 256, d: 200, geo: 64, att_hidden: 128, cls_hidden: 128, k: 22, lambda_a: 4.0, lambda_b: 9.0, beta: 0.8, slope: 0.1, variant: Variant::Literal, with_classification: true, dropout: 0.0 }
     }
 }
 
@@ -78,6 +82,8 @@ pub fn init_params<B: Backend>(b: &B, c: &HeadConfig, seed: u64) -> Result<Param
 pub struct Head<'a, B: Backend> {
     pub cfg: HeadConfig,
     pub params: &'a ParamSet<B>,
+    /// Training mode: the seed of this step's dropout mask (None: evaluation).
+    pub dropout_seed: Option<u64>,
 }
 
 /// One set of ROIs: features `[B, N, r_dim]`, boxes `[B, N, 4]` in [0, 1], scores `[B, N, 1]`.
@@ -104,6 +110,29 @@ impl<B: Backend> Attributes<B> {
 }
 
 impl<'a, B: Backend> Head<'a, B> {
+    /// The model in evaluation mode.
+    pub fn new(cfg: HeadConfig, params: &'a ParamSet<B>) -> Self {
+        Head { cfg, params, dropout_seed: None }
+    }
+
+    /// The model in training mode, dropout drawn from `seed`.
+    pub fn training(cfg: HeadConfig, params: &'a ParamSet<B>, seed: u64) -> Self {
+        Head { cfg, params, dropout_seed: Some(seed) }
+    }
+
+    /// Inverted dropout: each element kept with probability 1 - p and scaled by 1 / (1 - p).
+    fn dropout(&self, g: &mut Graph<B>, x: Var) -> Result<Var> {
+        let p = self.cfg.dropout;
+        let Some(seed) = self.dropout_seed.filter(|_| p > 0.0) else { return Ok(x) };
+        ensure!(p < 1.0, "dropout {p} must be below 1");
+        let shape = g.shape(x).to_vec();
+        let mut rng = Rng::new(seed);
+        let keep = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| if rng.uniform() < p as f64 { 0.0 } else { keep }).collect();
+        let m = g.input(Tensor::from_host(&g.b, &mask, &shape)?);
+        g.mul(x, m)
+    }
+
     fn lin(&self, g: &mut Graph<B>, name: &str, x: Var) -> Result<Var> {
         let w = g.param_named(self.params, &format!("{name}.weight"))?;
         let b = match self.params.index(&format!("{name}.bias")) {
@@ -149,6 +178,7 @@ impl<'a, B: Backend> Head<'a, B> {
         let v = g.sum(w, 1)?;
         let h = self.lin(g, "C1", v)?;
         let h = g.relu(h)?;
+        let h = self.dropout(g, h)?;
         self.lin(g, "C2", h)
     }
 
@@ -276,4 +306,48 @@ pub fn similarity_fused<B: Backend>(head: &Head<B>, g: &mut Graph<B>, phi: Var, 
     let s_roi = g.slice(out, 0, 0, 1)?;
     let s_text = g.slice(out, 0, 1, 1)?;
     Ok((g.reshape(s_roi, &[bsz])?, g.reshape(s_text, &[bsz])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Cpu;
+
+    /// Attribute logits of 3 samples with 5 ROIs, from `head`.
+    fn logits(head: &Head<Cpu>, b: &Cpu) -> Vec<f32> {
+        let mut rng = Rng::new(3);
+        let mut g = Graph::no_grad(b.clone());
+        let c = head.cfg;
+        let mut input = |n: usize, shape: &[usize]| g.input(Tensor::from_host(b, &rng.uniforms(n, 0.0, 1.0), shape).unwrap());
+        let (r, gg, s) = (input(15 * c.r_dim, &[3, 5, c.r_dim]), input(60, &[3, 5, 4]), input(15, &[3, 5, 1]));
+        let phi = head.phi(&mut g, Rois { r, g: gg, s }).unwrap();
+        let alpha = head.alpha(&mut g, phi).unwrap();
+        let l = head.classify(&mut g, phi, alpha).unwrap();
+        g.to_host(l).unwrap()
+    }
+
+    #[test]
+    fn dropout_acts_only_in_training_and_is_seeded() {
+        let b = Cpu::<f32>::new();
+        let cfg = HeadConfig { r_dim: 8, d: 6, geo: 4, att_hidden: 5, cls_hidden: 64, k: 3, dropout: 0.5, ..Default::default() };
+        let params = init_params(&b, &cfg, 1).unwrap();
+        let eval = logits(&Head::new(cfg, &params), &b);
+        let off = logits(&Head::training(HeadConfig { dropout: 0.0, ..cfg }, &params, 7), &b);
+        assert_eq!(eval, off, "dropout 0 in training is the evaluation model");
+        let (a, a2, c) = (logits(&Head::training(cfg, &params, 7), &b), logits(&Head::training(cfg, &params, 7), &b), logits(&Head::training(cfg, &params, 8), &b));
+        assert_eq!(a, a2, "one seed, one mask");
+        assert!(a != eval && a != c, "a mask changes the logits, another seed another mask");
+        // inverted dropout: the logits are linear in the masked layer, so their mean over masks is the evaluation's
+        let runs = 2000;
+        let mut mean = vec![0.0f64; eval.len()];
+        for seed in 0..runs {
+            for (m, v) in mean.iter_mut().zip(logits(&Head::training(cfg, &params, 100 + seed), &b)) {
+                *m += v as f64 / runs as f64;
+            }
+        }
+        let spread = eval.iter().map(|v| v.abs() as f64).fold(0.0, f64::max);
+        for (m, e) in mean.iter().zip(&eval) {
+            assert!((m - *e as f64).abs() < 0.05 * spread, "mean over masks {mean:?} vs evaluation {eval:?}");
+        }
+    }
 }

@@ -64,6 +64,10 @@ pub struct AttnTrainArgs {
     /// Triplet margin beta.
     #[arg(long, default_value_t = 0.8)]
     pub margin: f32,
+    /// Dropout on the classifier's hidden layer while training (SPEC 4.2
+    /// proposes 0.2; 0 is the reference model).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
     /// Ablation: the triplet loss alone.
     #[arg(long)]
     pub no_classification: bool,
@@ -167,6 +171,7 @@ fn evaluate<B: Backend>(b: &B, head: &Head<B>, items: &[Sample], vectors: &Attri
 /// Prepares the data (extracting ROIs when not cached) and trains.
 pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     ensure!(a.batch >= 1 && a.epochs >= 1 && a.top_n >= 1, "--batch, --epochs and --top-n must be positive");
+    ensure!((0.0..1.0).contains(&a.dropout), "--dropout {} must be in [0, 1)", a.dropout);
     let vectors = AttributeVectors::load(&a.vectors)?;
     let attrs = read_attributes(&a.attributes)?;
     let (det, det_meta) = load_model(&b, &a.detector, None)?;
@@ -193,7 +198,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     let (la, lb) = match a.variant { Variant::Literal => (4.0, 9.0), Variant::Scan => (9.0, 4.0) };
     let cfg = HeadConfig {
         d: vectors.dim, k: vectors.names.len(), lambda_a: a.lambda_a.unwrap_or(la), lambda_b: a.lambda_b.unwrap_or(lb), beta: a.margin,
-        variant: a.variant, with_classification: !a.no_classification, ..HeadConfig::default()
+        variant: a.variant, with_classification: !a.no_classification, dropout: a.dropout, ..HeadConfig::default()
     };
     let meta = AttnMeta { head: cfg, attributes: vectors.names.clone(), top_n: a.top_n, test_ids: test_set.iter().map(|s| s.rois.id.clone()).collect() };
     let mut params = init_params(&b, &cfg, a.seed)?;
@@ -227,7 +232,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
             bar.inc(1);
             let refs: Vec<&Sample> = chunk.iter().map(|&i| &train_set[i]).collect();
             let hb = make_batch(&refs, &vectors);
-            let head = Head { cfg, params: &params };
+            let head = Head::training(cfg, &params, rng.next_u64());
             let mut g = Graph::new(b.clone());
             let bt = batch_on_tape(&mut g, &hb, cfg.d, cfg.k)?;
             let parts = loss(&head, &mut g, &bt, &similarity_fused)?;
@@ -250,7 +255,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
                 bail!("epoch {}: parameter {} is not finite; stopped, {} is the last good checkpoint", epoch + 1, p.name, ckpt.display());
             }
         }
-        let head = Head { cfg, params: &params };
+        let head = Head::new(cfg, &params);
         let ev = evaluate(&b, &head, &val_set, &vectors, a.batch)?;
         history.push(ev.loss);
         let improved = ev.loss < best;
