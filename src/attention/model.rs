@@ -43,11 +43,14 @@ pub struct HeadConfig {
     /// proposes 0.2; the reference has none: 0).
     #[serde(default)]
     pub dropout: f32,
+    /// Ablation: phi without the box coordinates (g = 0 for every ROI).
+    #[serde(default)]
+    pub no_geometry: bool,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { r_dim: 256, d: 200, geo: 64, att_hidden: 128, cls_hidden: 128, k: 22, lambda_a: 4.0, lambda_b: 9.0, beta: 0.8, slope: 0.1, variant: Variant::Literal, with_classification: true, dropout: 0.0 }
+        HeadConfig { r_dim: 256, d: 200, geo: 64, att_hidden: 128, cls_hidden: 128, k: 22, lambda_a: 4.0, lambda_b: 9.0, beta: 0.8, slope: 0.1, variant: Variant::Literal, with_classification: true, dropout: 0.0, no_geometry: false }
     }
 }
 
@@ -151,7 +154,13 @@ impl<'a, B: Backend> Head<'a, B> {
     /// phi = W1 r + W2 [LN(Wg g) | LN(Ws s)]
     pub fn phi(&self, g: &mut Graph<B>, rois: Rois) -> Result<Var> {
         let a = self.lin(g, "W1", rois.r)?;
-        let gg = self.lin(g, "Wg", rois.g)?;
+        let geometry = if self.cfg.no_geometry {
+            let shape = g.shape(rois.g).to_vec();
+            g.input(Tensor::from_host(&g.b, &vec![0.0; shape.iter().product()], &shape)?)
+        } else {
+            rois.g
+        };
+        let gg = self.lin(g, "Wg", geometry)?;
         let gg = self.ln(g, "ln_g", gg)?;
         let ss = self.lin(g, "Ws", rois.s)?;
         let ss = self.ln(g, "ln_s", ss)?;
@@ -349,5 +358,24 @@ mod tests {
         for (m, e) in mean.iter().zip(&eval) {
             assert!((m - *e as f64).abs() < 0.05 * spread, "mean over masks {mean:?} vs evaluation {eval:?}");
         }
+    }
+
+    #[test]
+    fn no_geometry_ignores_the_box_coordinates() {
+        let b = Cpu::<f32>::new();
+        let phi_of = |cfg: HeadConfig, boxes_seed: u64| {
+            let params = init_params(&b, &cfg, 1).unwrap();
+            let mut g = Graph::no_grad(b.clone());
+            let mut rng = Rng::new(5);
+            let r = g.input(Tensor::from_host(&b, &rng.uniforms(2 * 3 * cfg.r_dim, 0.0, 1.0), &[2, 3, cfg.r_dim]).unwrap());
+            let s = g.input(Tensor::from_host(&b, &rng.uniforms(6, 0.0, 1.0), &[2, 3, 1]).unwrap());
+            let gg = g.input(Tensor::from_host(&b, &Rng::new(boxes_seed).uniforms(24, 0.0, 1.0), &[2, 3, 4]).unwrap());
+            let phi = Head::new(cfg, &params).phi(&mut g, Rois { r, g: gg, s }).unwrap();
+            g.to_host(phi).unwrap()
+        };
+        let cfg = HeadConfig { r_dim: 8, d: 6, geo: 4, ..Default::default() };
+        assert_ne!(phi_of(cfg, 1), phi_of(cfg, 2), "the reference model reads the boxes");
+        let blind = HeadConfig { no_geometry: true, ..cfg };
+        assert_eq!(phi_of(blind, 1), phi_of(blind, 2));
     }
 }

@@ -68,6 +68,9 @@ pub struct AttnTrainArgs {
     /// proposes 0.2; 0 is the reference model).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f32,
+    /// Ablation: ROI features without their box coordinates.
+    #[arg(long)]
+    pub no_geometry: bool,
     /// Ablation: the triplet loss alone.
     #[arg(long)]
     pub no_classification: bool,
@@ -198,7 +201,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     let (la, lb) = match a.variant { Variant::Literal => (4.0, 9.0), Variant::Scan => (9.0, 4.0) };
     let cfg = HeadConfig {
         d: vectors.dim, k: vectors.names.len(), lambda_a: a.lambda_a.unwrap_or(la), lambda_b: a.lambda_b.unwrap_or(lb), beta: a.margin,
-        variant: a.variant, with_classification: !a.no_classification, dropout: a.dropout, ..HeadConfig::default()
+        variant: a.variant, with_classification: !a.no_classification, dropout: a.dropout, no_geometry: a.no_geometry, ..HeadConfig::default()
     };
     let meta = AttnMeta { head: cfg, attributes: vectors.names.clone(), top_n: a.top_n, test_ids: test_set.iter().map(|s| s.rois.id.clone()).collect() };
     let mut params = init_params(&b, &cfg, a.seed)?;
