@@ -197,7 +197,14 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
+    let result = run(cli);
+    if engine::autograd::profile::enabled() {
+        eprintln!("engine: per-op time (ENGINE_PROFILE), slowest first:");
+        for (op, ms, calls) in engine::autograd::profile::report().iter().take(30) {
+            eprintln!("  {op:<28} {ms:10.1} ms {calls:8} calls");
+        }
+    }
+    if let Err(e) = result {
         eprintln!("engine: error: {e:#}");
         std::process::exit(1);
     }
