@@ -107,8 +107,8 @@ extern "C" __global__ void nms_mask(const float* boxes, int n, float threshold, 
 
 // Matcher, first pass: for each anchor its best IoU and the first gt box
 // reaching it; for each gt box its best IoU over the anchors (IoUs are >= 0,
-// so their bit patterns order as ints; NaN IoUs of empty boxes are skipped as
-// f32::max skips them).
+// -0 turned into +0, so their bit patterns order as ints; NaN IoUs of empty
+// boxes are skipped as f32::max skips them).
 extern "C" __global__ void match_best(const float* gt, int ng, const float* anchors, int na, float* best_iou, float* best_gt, int* best_per_gt) {
     int a = blockIdx.x * blockDim.x + threadIdx.x;
     if (a >= na) return;
@@ -117,7 +117,7 @@ extern "C" __global__ void match_best(const float* gt, int ng, const float* anch
     for (int g = 0; g < ng; g++) {
         float v = box_iou1(gt + 4 * g, anchors + 4 * a);
         if (v > best) { best = v; arg = g; }
-        if (v == v) atomicMax(best_per_gt + g, __float_as_int(v));
+        if (v == v) atomicMax(best_per_gt + g, __float_as_int(__fadd_rn(v, 0.0f)));  // -0 as +0
     }
     best_iou[a] = best;
     best_gt[a] = (float)arg;
