@@ -31,8 +31,16 @@ step() { echo; echo "=== $*"; }
     step "PyTorch on the same card"
     ANCHORS_SECTIONS="${ANCHORS_SECTIONS:-0,1,2,3,4}" OUT="$OUT" python3 .gpu/reference/pytorch_anchors.py || status=1
   fi
+  if [ -n "${ENGINE_DEMO:-}" ]; then
+    # e.g. ENGINE_DEMO="--count 800 --detector-steps 800": the whole method on the GPU, table and demo.json into $OUT/demo
+    step "engine demo $ENGINE_DEMO"
+    # shellcheck disable=SC2086
+    .gpu/bin/bin-engine --device cuda demo --out "$OUT/demo" $ENGINE_DEMO || status=1
+    rm -rf "$OUT/demo/data" "$OUT/demo/attention/rois"   # images and ROI shards stay on the machine
+  fi
   step "summary (status $status)"
   cat "$OUT/bench.md" 2>/dev/null
   [ -f "$OUT/anchors.json" ] && cat "$OUT/anchors.json"
+  exit $status   # leaves the piped block with its status
 } 2>&1 | tee "$OUT/gpu-check.log"
-exit $status
+exit "${PIPESTATUS[0]}"
