@@ -5,21 +5,11 @@
 //! training run resumes from its checkpoint, and a non-finite loss stops
 //! training with a message.
 
+mod common;
+use common::{engine, ok};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn engine() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_engine"));
-    c.arg("--device").arg("cpu");
-    c
-}
-
-fn ok(c: &mut Command) -> (String, String) {
-    let o = c.output().unwrap();
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
-    assert!(o.status.success(), "failed: {c:?}\n{err}");
-    (out, err)
-}
 
 /// Phantoms, attributes, word vectors and a detector, in `dir`.
 fn prepare(dir: &Path) -> PathBuf {

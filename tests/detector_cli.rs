@@ -4,24 +4,14 @@
 //! inference on the sample DICOM/PNG/JPEG files and on a folder with a
 //! corrupt file.
 
+mod common;
+use common::{engine, ok};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn engine() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_engine"));
-    c.arg("--device").arg("cpu");
-    c
-}
-
-fn run(c: &mut Command) -> (String, String) {
-    let out = c.output().unwrap();
-    let (o, e) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(out.status.success(), "failed: {c:?}\n{e}");
-    (o, e)
-}
 
 fn synth(dir: &Path, count: usize) {
-    run(engine().args(["data", "synth", "--count", &count.to_string(), "--size", "64", "--seed", "2", "--out"]).arg(dir));
+    ok(engine().args(["data", "synth", "--count", &count.to_string(), "--size", "64", "--seed", "2", "--out"]).arg(dir));
 }
 
 fn train(data: &Path, out: &Path, epochs: usize) -> Command {
@@ -41,7 +31,7 @@ fn train_writes_checkpoints_and_a_json_log_then_infer_draws() {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     synth(&data, 12);
-    let (stdout, _) = run(&mut train(&data, &out, 1));
+    let (stdout, _) = ok(&mut train(&data, &out, 1));
     let line: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(line["epoch"], 1);
     assert!(line["train_loss_cls"].as_f64().unwrap().is_finite());
@@ -60,7 +50,7 @@ fn train_writes_checkpoints_and_a_json_log_then_infer_draws() {
     }
     std::fs::write(imgs.join("corrupt.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let (json, csv, draw) = (dir.path().join("d.json"), dir.path().join("d.csv"), dir.path().join("draw"));
-    let (stdout, stderr) = run(engine().args(["detector", "infer", "--checkpoint"]).arg(out.join("model.safetensors")).arg("--images").arg(&imgs)
+    let (stdout, stderr) = ok(engine().args(["detector", "infer", "--checkpoint"]).arg(out.join("model.safetensors")).arg("--images").arg(&imgs)
         .arg("--out").arg(&json).arg("--csv").arg(&csv).arg("--draw").arg(&draw));
     assert!(stdout.contains("2 images, 1 skipped"), "{stdout}");
     assert!(stderr.contains("corrupt.png"), "{stderr}");
@@ -91,7 +81,7 @@ fn a_killed_training_run_resumes_from_its_last_checkpoint() {
     let done: usize = engine::weights::read(&ckpt).unwrap().meta("epoch").unwrap();
     assert!(done >= 1 && done < 50);
     // the checkpoint is whole (atomic write) and training goes on after it
-    let (stdout, stderr) = run(train(&data, &out, done + 1).arg("--resume"));
+    let (stdout, stderr) = ok(train(&data, &out, done + 1).arg("--resume"));
     assert!(stderr.contains(&format!("resuming from {} after epoch {done}", ckpt.display())), "{stderr}");
     let line: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(line["epoch"].as_u64().unwrap() as usize, done + 1);
@@ -108,9 +98,9 @@ fn infer_reads_the_sample_dicom_png_and_jpeg() {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     synth(&data, 6);
-    run(&mut train(&data, &out, 1));
+    ok(&mut train(&data, &out, 1));
     let json = dir.path().join("s.json");
-    let (stdout, _) = run(engine().args(["detector", "infer", "--checkpoint"]).arg(out.join("model.safetensors")).arg("--images").arg(&samples).arg("--out").arg(&json));
+    let (stdout, _) = ok(engine().args(["detector", "infer", "--checkpoint"]).arg(out.join("model.safetensors")).arg("--images").arg(&samples).arg("--out").arg(&json));
     assert!(stdout.contains("5 images, 0 skipped"), "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let dcm = v["images"].as_array().unwrap().iter().find(|i| i["image"].as_str().unwrap().ends_with(".dcm")).unwrap();
@@ -122,7 +112,7 @@ fn nan_in_training_stops_with_a_message_and_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     synth(&data, 8);
-    run(&mut train(&data, &out, 1));
+    ok(&mut train(&data, &out, 1));
     let before = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
     // an absurd learning rate drives the loss to infinity / NaN
     let o = train(&data, &out, 30).args(["--resume", "--lr", "1e30"]).output().unwrap();

@@ -1,4 +1,4 @@
-//! Shared test helpers: the fixture folder, error measures, and the op cases
+//! Shared test helpers: the engine binary, the fixture folder, error measures, and the op cases
 //! that the gradient checks (CPU, f64) and the GPU parity tests (CUDA vs CPU)
 //! both run.
 #![allow(dead_code)]
@@ -8,6 +8,22 @@ use engine::autograd::{Graph, Tensor, Var};
 use engine::rng::Rng;
 use engine::Backend;
 use std::path::PathBuf;
+use std::process::Command;
+
+/// The engine binary on the CPU, as a user runs it.
+pub fn engine() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_engine"));
+    c.arg("--device").arg("cpu");
+    c
+}
+
+/// Runs `c`, asserts it succeeded; (stdout, stderr).
+pub fn ok(c: &mut Command) -> (String, String) {
+    let o = c.output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    assert!(o.status.success(), "failed: {c:?}\n{err}");
+    (out, err)
+}
 
 /// `ENGINE_FIXTURES`, default `../shared/fixtures/torchvision`; `None` (with a
 /// message) when the folder is absent, so the fixture tests skip.
