@@ -8,68 +8,105 @@
 // The data gradient gathers gy at oh = (ih + pad - r*dil) / stride where
 // that divides exactly. The weight gradient splits its long reduction over
 // grid z (partials summed in a fixed order by conv2d_wgrad_sum).
+// Index divisions use FastDiv (a multiply-high and a shift instead of the
+// ~20 instructions of a division by a variable); every kernel also has an
+// `_m64` entry on 64-row tiles for GEMMs of at most 64 rows
+// (src/backend/cuda/conv.rs chooses).
 #include "tile.cuh"
 
+// Mirrors backend::cuda::conv::FastDiv: n / d for 0 <= n < 2^31.
+struct FastDiv {
+    unsigned int d, mul, shift;
+};
+__device__ __forceinline__ int fdiv(const FastDiv& f, int n) {
+    return (int)((__umulhi((unsigned int)n, f.mul) + (unsigned int)n) >> f.shift);
+}
+
+// Mirrors backend::cuda::conv::ConvDivs.
+struct ConvDivs {
+    FastDiv rs, s, ohw, ow, hw, w, stride_h, stride_w;
+};
+
 // x_col[crs, (n, oh, ow)]: the input element under kernel tap crs at output pixel.
-__device__ __forceinline__ float x_col(const Conv2d& p, const float* x, int g, int crs, int pix) {
+__device__ __forceinline__ float x_col(const Conv2d& p, const ConvDivs& dv, const float* x, int g, int crs, int pix) {
     int RS = p.r * p.s, Cg = p.c / p.groups;
-    int c = crs / RS, rs = crs - c * RS, r = rs / p.s, s = rs - r * p.s;
+    int c = fdiv(dv.rs, crs), rs = crs - c * RS, r = fdiv(dv.s, rs), s = rs - r * p.s;
     int OHW = p.oh * p.ow;
-    int n = pix / OHW, q = pix - n * OHW, oh = q / p.ow, ow = q - oh * p.ow;
+    int n = fdiv(dv.ohw, pix), q = pix - n * OHW, oh = fdiv(dv.ow, q), ow = q - oh * p.ow;
     int ih = oh * p.stride_h - p.pad_h + r * p.dil_h, iw = ow * p.stride_w - p.pad_w + s * p.dil_w;
     if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) return 0.0f;
     return x[(((long long)n * p.c + g * Cg + c) * p.h + ih) * p.w + iw];
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd(Conv2d p, const float* x, const float* w, const float* bias, float* y) {
+template <int TM>
+__device__ __forceinline__ void conv_fwd(const Conv2d& p, const ConvDivs& dv, const float* x, const float* w, const float* bias, float* y) {
     const int g = blockIdx.z, Cg = p.c / p.groups, Kg = p.k / p.groups, CRS = Cg * p.r * p.s, OHW = p.oh * p.ow;
     auto la = [&](int k, int crs) { return w[(long long)(g * Kg + k) * CRS + crs]; };
-    auto lb = [&](int crs, int pix) { return x_col(p, x, g, crs, pix); };
+    auto lb = [&](int crs, int pix) { return x_col(p, dv, x, g, crs, pix); };
     auto st = [&](int k, int pix, float v) {
-        int n = pix / OHW, q = pix - n * OHW;
+        int n = fdiv(dv.ohw, pix), q = pix - n * OHW;
         int kk = g * Kg + k;
         y[((long long)n * p.k + kk) * OHW + q] = v + (bias ? bias[kk] : 0.0f);
     };
-    tile_gemm(Kg, p.n * OHW, 0, CRS, blockIdx.y * TILE_M, blockIdx.x * TILE_N, false, true, la, lb, st);
+    tile_gemm<TM>(Kg, p.n * OHW, 0, CRS, blockIdx.y * TM, blockIdx.x * TILE_N, false, true, la, lb, st);
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) conv2d_dgrad(Conv2d p, const float* gy, const float* w, float* gx) {
+template <int TM>
+__device__ __forceinline__ void conv_dgrad(const Conv2d& p, const ConvDivs& dv, const float* gy, const float* w, float* gx) {
     const int g = blockIdx.z, Cg = p.c / p.groups, Kg = p.k / p.groups, RS = p.r * p.s, HW = p.h * p.w;
     auto la = [&](int c, int krs) {
-        int k = krs / RS, rs = krs - k * RS;
+        int k = fdiv(dv.rs, krs), rs = krs - k * RS;
         return w[((long long)(g * Kg + k) * Cg + c) * RS + rs];
     };
     auto lb = [&](int krs, int pix) {
-        int k = krs / RS, rs = krs - k * RS, r = rs / p.s, s = rs - r * p.s;
-        int n = pix / HW, q = pix - n * HW, ih = q / p.w, iw = q - ih * p.w;
+        int k = fdiv(dv.rs, krs), rs = krs - k * RS, r = fdiv(dv.s, rs), s = rs - r * p.s;
+        int n = fdiv(dv.hw, pix), q = pix - n * HW, ih = fdiv(dv.w, q), iw = q - ih * p.w;
         int th = ih + p.pad_h - r * p.dil_h, tw = iw + p.pad_w - s * p.dil_w;
-        if (th < 0 || tw < 0 || th % p.stride_h || tw % p.stride_w) return 0.0f;
-        int oh = th / p.stride_h, ow = tw / p.stride_w;
-        if (oh >= p.oh || ow >= p.ow) return 0.0f;
+        if (th < 0 || tw < 0) return 0.0f;
+        int oh = fdiv(dv.stride_h, th), ow = fdiv(dv.stride_w, tw);
+        if (oh * p.stride_h != th || ow * p.stride_w != tw || oh >= p.oh || ow >= p.ow) return 0.0f;
         return gy[(((long long)n * p.k + g * Kg + k) * p.oh + oh) * p.ow + ow];
     };
     auto st = [&](int c, int pix, float v) {
-        int n = pix / HW, q = pix - n * HW;
+        int n = fdiv(dv.hw, pix), q = pix - n * HW;
         gx[((long long)n * p.c + g * Cg + c) * HW + q] = v;
     };
-    tile_gemm(Cg, p.n * HW, 0, Kg * RS, blockIdx.y * TILE_M, blockIdx.x * TILE_N, true, true, la, lb, st);
+    tile_gemm<TM>(Cg, p.n * HW, 0, Kg * RS, blockIdx.y * TM, blockIdx.x * TILE_N, true, true, la, lb, st);
 }
 
 // grid z = groups * splits; split s covers pixels [s*chunk, (s+1)*chunk).
-extern "C" __global__ void __launch_bounds__(256, 2) conv2d_wgrad(Conv2d p, const float* x, const float* gy, float* partial,
-                                                                  int splits, int chunk) {
+template <int TM>
+__device__ __forceinline__ void conv_wgrad(const Conv2d& p, const ConvDivs& dv, const float* x, const float* gy, float* partial, int splits, int chunk) {
     const int g = blockIdx.z / splits, split = blockIdx.z % splits;
     const int Cg = p.c / p.groups, Kg = p.k / p.groups, CRS = Cg * p.r * p.s, OHW = p.oh * p.ow, NP = p.n * OHW;
     auto la = [&](int k, int pix) {
-        int n = pix / OHW, q = pix - n * OHW;
+        int n = fdiv(dv.ohw, pix), q = pix - n * OHW;
         return gy[((long long)n * p.k + g * Kg + k) * OHW + q];
     };
-    auto lb = [&](int pix, int crs) { return x_col(p, x, g, crs, pix); };
+    auto lb = [&](int pix, int crs) { return x_col(p, dv, x, g, crs, pix); };
     float* out = partial + (long long)split * p.k * CRS;
     auto st = [&](int k, int crs, float v) { out[(long long)(g * Kg + k) * CRS + crs] = v; };
     int k_begin = split * chunk, k_end = min(NP, k_begin + chunk);
-    tile_gemm(Kg, CRS, k_begin, k_end, blockIdx.y * TILE_M, blockIdx.x * TILE_N, false, false, la, lb, st);
+    tile_gemm<TM>(Kg, CRS, k_begin, k_end, blockIdx.y * TM, blockIdx.x * TILE_N, false, false, la, lb, st);
 }
+
+#define CONV_ENTRIES(SUFFIX, TM)                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                                                      \
+        conv2d_fwd##SUFFIX(Conv2d p, ConvDivs dv, const float* x, const float* w, const float* bias, float* y) {              \
+        conv_fwd<TM>(p, dv, x, w, bias, y);                                                                                   \
+    }                                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(256, 2) conv2d_dgrad##SUFFIX(Conv2d p, ConvDivs dv, const float* gy,          \
+                                                                              const float* w, float* gx) {                    \
+        conv_dgrad<TM>(p, dv, gy, w, gx);                                                                                     \
+    }                                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(256, 2) conv2d_wgrad##SUFFIX(Conv2d p, ConvDivs dv, const float* x,           \
+                                                                              const float* gy, float* partial, int splits,    \
+                                                                              int chunk) {                                    \
+        conv_wgrad<TM>(p, dv, x, gy, partial, splits, chunk);                                                                 \
+    }
+
+CONV_ENTRIES(, 128)
+CONV_ENTRIES(_m64, 64)
 
 extern "C" __global__ void conv2d_wgrad_sum(const float* partial, float* gw, long long n, int splits) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;

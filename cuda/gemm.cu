@@ -18,7 +18,7 @@ __device__ __forceinline__ void gemm_body(const Gemm& g, const float* A, const f
         *out = g.beta == 0.0f ? g.alpha * v : g.alpha * v + g.beta * *out;
     };
     // Load along memory order: rows of op(A) are contiguous when A is stored transposed.
-    tile_gemm(M, N, 0, K, blockIdx.y * TILE_M, blockIdx.x * TILE_N, ta, !tb, la, lb, st);
+    tile_gemm<128>(M, N, 0, K, blockIdx.y * 128, blockIdx.x * TILE_N, ta, !tb, la, lb, st);
 }
 
 // Two blocks per SM (127 registers, no spills).
@@ -38,7 +38,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) gemm_f32_splitk(Gemm g, con
     float* out = partial + (long long)blockIdx.z * M * N;
     auto st = [&](int r, int c, float v) { out[(long long)r * N + c] = v; };
     int k0 = blockIdx.z * chunk, k1 = min(K, k0 + chunk);
-    tile_gemm(M, N, k0, k1, blockIdx.y * TILE_M, blockIdx.x * TILE_N, ta, !tb, la, lb, st);
+    tile_gemm<128>(M, N, k0, k1, blockIdx.y * 128, blockIdx.x * TILE_N, ta, !tb, la, lb, st);
 }
 
 extern "C" __global__ void gemm_splitk_sum(const float* partial, float* C, long long mn, int splits, float alpha, float beta) {

@@ -1,61 +1,70 @@
-// The 128x128 f32 tile engine shared by the matrix product and the implicit-
-// GEMM convolutions: C[m, n] = sum_k A(m, k) B(k, n) over k in [k_begin,
-// k_end), where A and B are loader functors (return the element, the caller
+// The f32 tile engine shared by the matrix product and the implicit-GEMM
+// convolutions: C[m, n] = sum_k A(m, k) B(k, n) over k in [k_begin, k_end),
+// where A and B are loader functors (return the element, the caller
 // guarantees the indices are in range) and the store functor receives every
-// in-range (m, n, value). A 256-thread block stages 8-deep K-slices in shared
-// memory (k-major, read as float4); each thread owns an 8x8 block of C made
-// of four 4x4 quadrants 64 apart (conflict-free shared reads, contiguous
-// stores); the next slice is fetched into registers while the current one is
-// computed. `a_rows_fast` / `b_cols_fast` choose which index consecutive
-// threads walk when loading, to follow each operand's memory order.
+// in-range (m, n, value). A 256-thread block computes a TM x 128 tile of C
+// (TM = 128, or 64 for GEMMs of at most 64 rows, which would leave half of a
+// 128-row tile idle), staging 8-deep K-slices in shared memory (k-major,
+// read as float4); each thread owns TM/16 x 8 values of C made of 4x4
+// quadrants 64 apart (conflict-free shared reads, contiguous stores); the
+// next slice is fetched into registers while the current one is computed.
+// `a_rows_fast` / `b_cols_fast` choose which index consecutive threads walk
+// when loading, to follow each operand's memory order.
 #pragma once
 #include "common.cuh"
 
-#define TILE_M 128
 #define TILE_N 128
 #define TILE_K 8
 
-template <class LA, class LB, class ST>
+template <int TM, class LA, class LB, class ST>
 __device__ __forceinline__ void tile_gemm(int M, int N, int k_begin, int k_end, int m0, int n0,
                                           bool a_rows_fast, bool b_cols_fast, const LA& la, const LB& lb, const ST& st) {
-    __shared__ __align__(16) float As[TILE_K][TILE_M];
+    static_assert(TM == 64 || TM == 128, "tile rows");
+    constexpr int AQ = TM * TILE_K / 256;  // A elements each thread stages per slice
+    constexpr int RM = TM / 16;            // rows of C each thread owns
+    __shared__ __align__(16) float As[TILE_K][TM];
     __shared__ __align__(16) float Bs[TILE_K][TILE_N];
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
     // Tile element q of this thread: row/col within the A and B tiles.
-#define AR(q) (a_rows_fast ? (tid + 256 * (q)) % TILE_M : (tid + 256 * (q)) / TILE_K)
-#define AC(q) (a_rows_fast ? (tid + 256 * (q)) / TILE_M : (tid + 256 * (q)) % TILE_K)
+#define AR(q) (a_rows_fast ? (tid + 256 * (q)) % TM : (tid + 256 * (q)) / TILE_K)
+#define AC(q) (a_rows_fast ? (tid + 256 * (q)) / TM : (tid + 256 * (q)) % TILE_K)
 #define BKK(q) (b_cols_fast ? (tid + 256 * (q)) / TILE_N : (tid + 256 * (q)) % TILE_K)
 #define BNN(q) (b_cols_fast ? (tid + 256 * (q)) % TILE_N : (tid + 256 * (q)) / TILE_K)
-    float ra[4], rb[4];
+    float ra[AQ], rb[4];
     auto fetch = [&](int k0) {
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < AQ; q++) {
             int r = m0 + AR(q), c = k0 + AC(q);
             ra[q] = (r < M && c < k_end) ? la(r, c) : 0.0f;
+        }
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
             int kk = k0 + BKK(q), nn = n0 + BNN(q);
             rb[q] = (kk < k_end && nn < N) ? lb(kk, nn) : 0.0f;
         }
     };
     fetch(k_begin);
-    float acc[8][8] = {};
+    float acc[RM][8] = {};
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            As[AC(q)][AR(q)] = ra[q];
-            Bs[BKK(q)][BNN(q)] = rb[q];
-        }
+        for (int q = 0; q < AQ; q++) As[AC(q)][AR(q)] = ra[q];
+#pragma unroll
+        for (int q = 0; q < 4; q++) Bs[BKK(q)][BNN(q)] = rb[q];
         __syncthreads();
         if (k0 + TILE_K < k_end) fetch(k0 + TILE_K);
 #pragma unroll
         for (int kk = 0; kk < TILE_K; kk++) {
-            float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-            float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
+            float a[RM];
+#pragma unroll
+            for (int h = 0; h < RM / 4; h++) {
+                float4 a4 = *reinterpret_cast<const float4*>(&As[kk][64 * h + ty * 4]);
+                a[4 * h] = a4.x, a[4 * h + 1] = a4.y, a[4 * h + 2] = a4.z, a[4 * h + 3] = a4.w;
+            }
             float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
             float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
-            float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
             float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < RM; i++)
 #pragma unroll
                 for (int j = 0; j < 8; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
         }
@@ -66,8 +75,8 @@ __device__ __forceinline__ void tile_gemm(int M, int N, int k_begin, int k_end, 
 #undef BKK
 #undef BNN
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int r = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+    for (int i = 0; i < RM; i++) {
+        int r = m0 + 64 * (i / 4) + ty * 4 + i % 4;
         if (r >= M) continue;
 #pragma unroll
         for (int j = 0; j < 8; j++) {

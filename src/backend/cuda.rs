@@ -59,6 +59,7 @@ pub fn unavailable_reason() -> Option<String> {
 }
 
 mod boxes;
+mod conv;
 
 const THREADS: u32 = 256;
 
@@ -549,68 +550,15 @@ impl Backend for Cuda {
     }
 
     fn conv2d(&self, p: &Conv2d, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>) -> Result<Self::Buf> {
-        self.check_len("conv2d input", x, p.x_len())?;
-        self.check_len("conv2d weight", w, p.w_len())?;
-        let mut y = self.alloc(p.y_len())?;
-        let (kg, pixels) = ((p.k / p.groups) as u32, (p.n * p.oh * p.ow) as u32);
-        let null: u64 = 0;
-        let mut b = self.stream().launch_builder(self.f("conv2d_fwd")?);
-        b.arg(p).arg(x).arg(w);
-        match bias {
-            Some(bias) => {
-                self.check_len("conv2d bias", bias, p.k as usize)?;
-                b.arg(bias)
-            }
-            None => b.arg(&null),
-        };
-        b.arg(&mut y);
-        let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128), kg.div_ceil(128), p.groups as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: lengths checked against the convolution's shapes; a null bias is allowed.
-        unsafe { b.launch(cfg) }?;
-        Ok(y)
+        self.conv2d_gpu(p, x, w, bias)
     }
 
     fn conv2d_backward_data(&self, p: &Conv2d, gy: &Self::Buf, w: &Self::Buf) -> Result<Self::Buf> {
-        self.check_len("conv2d_backward_data gy", gy, p.y_len())?;
-        self.check_len("conv2d_backward_data weight", w, p.w_len())?;
-        let mut gx = self.alloc(p.x_len())?;
-        let (cg, pixels) = ((p.c / p.groups) as u32, (p.n * p.h * p.w) as u32);
-        let mut b = self.stream().launch_builder(self.f("conv2d_dgrad")?);
-        b.arg(p).arg(gy).arg(w).arg(&mut gx);
-        let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128), cg.div_ceil(128), p.groups as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: lengths checked against the convolution's shapes.
-        unsafe { b.launch(cfg) }?;
-        Ok(gx)
+        self.conv2d_dgrad_gpu(p, gy, w)
     }
 
     fn conv2d_backward_weight(&self, p: &Conv2d, x: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf> {
-        self.check_len("conv2d_backward_weight input", x, p.x_len())?;
-        self.check_len("conv2d_backward_weight gy", gy, p.y_len())?;
-        let (kg, crs) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize);
-        let pixels = (p.n * p.oh * p.ow) as usize;
-        // Split the pixel reduction so that about 4 blocks per SM are busy.
-        let tiles = kg.div_ceil(128) * crs.div_ceil(128) * p.groups as usize;
-        let splits = (528usize.div_ceil(tiles)).clamp(1, pixels.div_ceil(256).max(1)).min(65_535 / p.groups as usize);
-        let chunk = pixels.div_ceil(splits).div_ceil(8) * 8;
-        let splits = pixels.div_ceil(chunk);
-        let mut partial = self.alloc(splits * p.w_len())?;
-        let (s32, c32) = (splits as i32, chunk as i32);
-        let mut b = self.stream().launch_builder(self.f("conv2d_wgrad")?);
-        b.arg(p).arg(x).arg(gy).arg(&mut partial).arg(&s32).arg(&c32);
-        let cfg = LaunchConfig {
-            grid_dim: ((crs as u32).div_ceil(128), (kg as u32).div_ceil(128), (p.groups as usize * splits) as u32),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: lengths checked; partial holds splits * w_len elements.
-        unsafe { b.launch(cfg) }?;
-        let mut gw = self.alloc(p.w_len())?;
-        let n64 = p.w_len() as i64;
-        let mut b = self.stream().launch_builder(self.f("conv2d_wgrad_sum")?);
-        b.arg(&partial).arg(&mut gw).arg(&n64).arg(&s32);
-        // SAFETY: partial holds splits * w_len elements, gw w_len.
-        unsafe { b.launch(LaunchConfig { grid_dim: ((p.w_len() as u32).div_ceil(THREADS), 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
-        Ok(gw)
+        self.conv2d_wgrad_gpu(p, x, gy)
     }
 
     fn channel_affine(&self, x: &Self::Buf, scale: &Self::Buf, shift: Option<&Self::Buf>, c: usize, hw: usize) -> Result<Self::Buf> {

@@ -160,6 +160,8 @@ pub fn cases() -> Vec<Case> {
         c("conv_dilated", &[&[1, 3, 12, 12], &[4, 3, 3, 3]], Op::Conv2d(1, 2, 2, 1)),
         c("conv_grouped", &[&[1, 8, 7, 7], &[8, 2, 3, 3]], Op::Conv2d(1, 1, 1, 4)),
         c("conv_tiles", &[&[2, 20, 14, 14], &[140, 20, 3, 3], &[140]], Op::Conv2d(1, 1, 1, 1)),
+        // 64 output channels: 64-row tiles forward and for the weight gradient, 128-row for the data gradient
+        c("conv_m64", &[&[2, 72, 10, 10], &[64, 72, 3, 3]], Op::Conv2d(1, 1, 1, 1)),
         Case { constant: vec![1, 2], ..c("frozen_bn", &[&[2, 5, 4, 3], &[5], &[5]], Op::ChannelAffine) },
         c("batch_norm_train", &[&[4, 3, 5, 2], &[3], &[3]], Op::BatchNorm),
         c("max_pool_3x3_s2", &[&[2, 3, 13, 11]], Op::MaxPool(3, 2, 1)),
