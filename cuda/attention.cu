@@ -5,9 +5,16 @@
 //   b_ij = softmax_i(lb z_ij / (|z_i:| + e)) * mask_j,
 //   A_j = sum_i alpha_i a_ij phi_i, B_i = sum_j b_ij m_j,
 //   S_roi = mean_i cos(B_i, phi_i), S_text = mean_valid_j cos(A_j, m_j).
-// Forward: xattn_scores (warp per ROI), xattn_softmax (block per sample),
-// xattn_outputs (block per sample). Backward: the first two again, then
-// xattn_backward (block per sample) writes the gradients of phi and alpha.
+// Every kernel spreads a batch over many blocks (a warp per ROI, or a block
+// per attribute slot), so that a batch of 32 fills the GPU:
+//   both passes: xattn_scores (warp per ROI), xattn_softmax (block per sample);
+//   forward:     xattn_roi (warp per ROI: cos(B_i, phi_i)), xattn_text (block
+//                per slot: cos(A_j, m_j)), xattn_sum (warp per sample);
+//   backward:    xattn_grad_text (block per slot: g A_j), xattn_grad_rows (warp
+//                per ROI: g phi through B_i and A, g alpha, g of both softmax
+//                outputs), xattn_grad_cols (warp per slot: column sums),
+//                xattn_grad_scores (warp per ROI: through the normalisations to
+//                the cosines and phi).
 // Attribute slots sit on the lanes of a warp (m <= 32); features are spread
 // over the lanes (d <= 256, 8 per lane). All reductions run in a fixed
 // order, so results do not depend on scheduling.
@@ -25,7 +32,17 @@ struct Scratch {
     float* pn;   // [b, n] |phi_i|
     float* rb;   // [b, n] |z_i:|
     float* ca;   // [b, m] |z_:j|
+    float* rroi;   // [b, n] cos(B_i, phi_i)
+    float* rtext;  // [b, m] mask_j cos(A_j, m_j)
+    float* nm;     // [b, m] |m_j|
+    float* colb;   // [b, m] sum_i pb_ij g_pb_ij
+    float* colz;   // [b, m] sum_i z_ij g_za_ij
+    float* ga;     // [b, m, d] gradient of A_j
+    float* gpb;    // [b, n, m] gradient of pb (the softmax over i)
+    float* gza;    // [b, n, m] gradient of the softmax over j's input
 };
+
+#define XA_WARPS 8  // warps of the block-per-slot kernels (256 threads)
 
 __device__ __forceinline__ float leaky(float x, float slope) { return x > 0.0f ? x : x * slope; }
 
@@ -92,28 +109,6 @@ extern "C" __global__ void __launch_bounds__(512) xattn_softmax(XAttn p, const f
     }
 }
 
-// Block-wide sum of one value per warp, in warp order.
-__device__ __forceinline__ float block_sum_warps(float v, float* part) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < warps; w++) s += part[w];
-    __syncthreads();
-    return s;
-}
-
-// A_j of sample b into `aj` (lanes over features), from alpha, a and phi.
-__device__ __forceinline__ void big_a(const XAttn& p, int b, int j, const float* phi, const float* alpha, const Scratch& sc, float* aj) {
-    const int lane = threadIdx.x % 32;
-    for (int q = 0; q < PER_LANE; q++) aj[q] = 0.0f;
-    for (int i = 0; i < p.n; i++) {
-        float w = alpha[b * p.n + i] * sc.a[((long long)b * p.n + i) * p.m + j];
-        const float* ph = phi + ((long long)b * p.n + i) * p.d;
-        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) aj[q] += w * ph[k]; }
-    }
-}
-
 // B_i of sample b into `bi`, from b = pb * mask and m.
 __device__ __forceinline__ void big_b(const XAttn& p, int b, int i, const float* m, const float* mask, const Scratch& sc, float* bi) {
     const int lane = threadIdx.x % 32;
@@ -144,27 +139,6 @@ __device__ __forceinline__ float valid_count(const XAttn& p, int b, const float*
     return fmaxf(c, 1.0f);
 }
 
-// One block per sample: S_roi and S_text.
-extern "C" __global__ void __launch_bounds__(512) xattn_outputs(XAttn p, const float* phi, const float* alpha, const float* m, const float* mask, Scratch sc, float* out) {
-    const int b = blockIdx.x, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    __shared__ float part[32];
-    float r_roi = 0.0f, r_text = 0.0f, u[PER_LANE], v[PER_LANE], uv, uu, vv;
-    for (int i = warp; i < p.n; i += warps) {
-        big_b(p, b, i, m, mask, sc, u);
-        load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
-        dots(u, v, p.d, &uv, &uu, &vv);
-        r_roi += cosine(uv, uu, vv);
-    }
-    for (int j = warp; j < p.m; j += warps) {
-        big_a(p, b, j, phi, alpha, sc, u);
-        load_row(m + ((long long)b * p.m + j) * p.d, p.d, v);
-        dots(u, v, p.d, &uv, &uu, &vv);
-        r_text += mask[b * p.m + j] * cosine(uv, uu, vv);
-    }
-    float s_roi = block_sum_warps(r_roi, part), s_text = block_sum_warps(r_text, part);
-    if (threadIdx.x == 0) { out[b] = s_roi / p.n; out[p.b + b] = s_text / valid_count(p, b, mask); }
-}
-
 // Adds g * d cos(u, v) / du to `gu` (lane-spread), norms clamped at E.
 __device__ __forceinline__ void cos_grad(const float* u, const float* v, int d, float g, float* gu) {
     float uv, uu, vv;
@@ -174,114 +148,165 @@ __device__ __forceinline__ void cos_grad(const float* u, const float* v, int d, 
     for (int q = 0; q < PER_LANE; q++) gu[q] += g * (v[q] / den - k * u[q]);
 }
 
-// One block per sample, after xattn_scores and xattn_softmax: gradients of
-// phi and alpha for the upstream (g_S_roi, g_S_text) `g` [2b]. Scratch:
-// gA [b, m, d], gpb and gza [b, n, m].
-extern "C" __global__ void __launch_bounds__(512) xattn_backward(XAttn p, const float* phi, const float* alpha, const float* m, const float* mask, Scratch sc,
-                                          const float* g, float* gA, float* gpb, float* gza, float* gphi, float* galpha) {
-    const int b = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    const float g_roi = g[b] / p.n, g_text = g[p.b + b] / valid_count(p, b, mask);
-    __shared__ float dot_b[32], zg_a[32], nm[32];
+// A_j of sample b: the block's warps sum interleaved ROIs, then add their
+// partial sums in warp order; every warp gets A_j in `aj` (lane-spread).
+__device__ __forceinline__ void block_big_a(const XAttn& p, int b, int j, const float* phi, const float* alpha, const Scratch& sc, float* aj) {
+    __shared__ float part[XA_WARPS][32 * PER_LANE];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float acc[PER_LANE];
+    for (int q = 0; q < PER_LANE; q++) acc[q] = 0.0f;
+    for (int i = warp; i < p.n; i += XA_WARPS) {
+        float w = alpha[b * p.n + i] * sc.a[((long long)b * p.n + i) * p.m + j];
+        const float* ph = phi + ((long long)b * p.n + i) * p.d;
+        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) acc[q] += w * ph[k]; }
+    }
+    for (int q = 0; q < PER_LANE; q++) part[warp][lane + 32 * q] = acc[q];
+    __syncthreads();
+    for (int q = 0; q < PER_LANE; q++) {
+        float t = 0.0f;
+        for (int w = 0; w < XA_WARPS; w++) t += part[w][lane + 32 * q];
+        aj[q] = t;
+    }
+}
+
+// Forward, warp per ROI: r_roi_i = cos(B_i, phi_i).
+extern "C" __global__ void xattn_roi(XAttn p, const float* phi, const float* m, const float* mask, Scratch sc) {
+    const int b = blockIdx.x, lane = threadIdx.x % 32;
+    const int i = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32;
+    if (i >= p.n) return;
+    float u[PER_LANE], v[PER_LANE], uv, uu, vv;
+    big_b(p, b, i, m, mask, sc, u);
+    load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
+    dots(u, v, p.d, &uv, &uu, &vv);
+    if (lane == 0) sc.rroi[b * p.n + i] = cosine(uv, uu, vv);
+}
+
+// Forward, block (XA_WARPS warps) per slot j: r_text_j = mask_j cos(A_j, m_j).
+extern "C" __global__ void __launch_bounds__(32 * XA_WARPS) xattn_text(XAttn p, const float* phi, const float* alpha, const float* m, const float* mask, Scratch sc) {
+    const int b = blockIdx.x, j = blockIdx.y;
+    float u[PER_LANE], v[PER_LANE], uv, uu, vv;
+    block_big_a(p, b, j, phi, alpha, sc, u);
+    if (threadIdx.x >= 32) return;
+    load_row(m + ((long long)b * p.m + j) * p.d, p.d, v);
+    dots(u, v, p.d, &uv, &uu, &vv);
+    if (threadIdx.x == 0) sc.rtext[b * p.m + j] = mask[b * p.m + j] * cosine(uv, uu, vv);
+}
+
+// Forward, warp per sample: S_roi = mean_i r_roi, S_text = mean over valid j of r_text.
+extern "C" __global__ void xattn_sum(XAttn p, const float* mask, Scratch sc, float* out) {
+    const int b = blockIdx.x, lane = threadIdx.x;
+    float r = 0.0f, t = lane < p.m ? sc.rtext[b * p.m + lane] : 0.0f;
+    for (int i = lane; i < p.n; i += 32) r += sc.rroi[b * p.n + i];
+    r = warp_sum(r);
+    t = warp_sum(t);
+    if (lane == 0) { out[b] = r / p.n; out[p.b + b] = t / valid_count(p, b, mask); }
+}
+
+// Backward, block per slot j: g_A_j from r_text_j = cos(A_j, m_j) (upstream
+// `g` [2b]: g_S_roi, g_S_text), and |m_j|.
+extern "C" __global__ void __launch_bounds__(32 * XA_WARPS) xattn_grad_text(XAttn p, const float* phi, const float* alpha, const float* m, const float* mask,
+                                                                            Scratch sc, const float* g) {
+    const int b = blockIdx.x, j = blockIdx.y, lane = threadIdx.x % 32;
     float u[PER_LANE], v[PER_LANE], w[PER_LANE];
-    if (warp == 0) {
-        for (int j = 0; j < p.m; j++) {
-            load_row(m + ((long long)b * p.m + j) * p.d, p.d, v);
-            float mm = 0.0f;
-            for (int q = 0; q < PER_LANE; q++) mm += v[q] * v[q];
-            mm = warp_sum(mm);
-            if (lane == 0) nm[j] = sqrtf(mm);
-        }
+    block_big_a(p, b, j, phi, alpha, sc, u);
+    if (threadIdx.x >= 32) return;
+    const float g_text = g[p.b + b] / valid_count(p, b, mask);
+    load_row(m + ((long long)b * p.m + j) * p.d, p.d, v);
+    for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
+    cos_grad(u, v, p.d, g_text * mask[b * p.m + j], w);
+    for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) sc.ga[((long long)b * p.m + j) * p.d + k] = w[q]; }
+    float mm = 0.0f;
+    for (int q = 0; q < PER_LANE; q++) mm += v[q] * v[q];
+    mm = warp_sum(mm);
+    if (lane == 0) sc.nm[b * p.m + j] = sqrtf(mm);
+}
+
+// Backward, warp per ROI i: r_roi_i = cos(B_i, phi_i) -> g_B_i and phi_i
+// directly, g_pb_ij = (m_j . g_B_i) mask_j; A_j = sum_i alpha_i a_ij phi_i
+// -> g_alpha_i, phi_i, and g_a_ij through the softmax over j (g_za).
+extern "C" __global__ void xattn_grad_rows(XAttn p, const float* phi, const float* alpha, const float* m, const float* mask, Scratch sc,
+                                           const float* g, float* gphi, float* galpha) {
+    const int b = blockIdx.x, lane = threadIdx.x % 32;
+    const int i = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32;
+    if (i >= p.n) return;
+    const float g_roi = g[b] / p.n;
+    const long long row = ((long long)b * p.n + i) * p.m;
+    float u[PER_LANE], v[PER_LANE], w[PER_LANE], gp[PER_LANE];
+    big_b(p, b, i, m, mask, sc, u);
+    load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
+    for (int q = 0; q < PER_LANE; q++) w[q] = gp[q] = 0.0f;
+    cos_grad(u, v, p.d, g_roi, w);   // g_B_i
+    cos_grad(v, u, p.d, g_roi, gp);  // direct g_phi_i
+    float mine = 0.0f;
+    for (int j = 0; j < p.m; j++) {
+        const float* mj = m + ((long long)b * p.m + j) * p.d;
+        float s = 0.0f;
+        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) s += mj[k] * w[q]; }
+        s = warp_sum(s) * mask[b * p.m + j];
+        if (lane == j) mine = s;
     }
-    // r_text_j = cos(A_j, m_j) -> g_A_j
-    for (int j = warp; j < p.m; j += warps) {
-        big_a(p, b, j, phi, alpha, sc, u);
-        load_row(m + ((long long)b * p.m + j) * p.d, p.d, v);
-        for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
-        cos_grad(u, v, p.d, g_text * mask[b * p.m + j], w);
-        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) gA[((long long)b * p.m + j) * p.d + k] = w[q]; }
+    if (lane < p.m) sc.gpb[row + lane] = mine;
+    float al = alpha[b * p.n + i], ga = 0.0f, g_a = 0.0f, a_l = lane < p.m ? sc.a[row + lane] : 0.0f;
+    for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
+    for (int j = 0; j < p.m; j++) {
+        const float* gaj = sc.ga + ((long long)b * p.m + j) * p.d;
+        float aij = sc.a[row + j], s = 0.0f;
+        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) { s += v[q] * gaj[k]; w[q] += al * aij * gaj[k]; } }
+        s = warp_sum(s);  // g_w_ij
+        ga += aij * s;
+        if (lane == j) g_a = al * s;
     }
-    // r_roi_i = cos(B_i, phi_i) -> g_B_i and phi_i directly; g_pb_ij = (m_j . g_B_i) mask_j
-    for (int i = warp; i < p.n; i += warps) {
-        big_b(p, b, i, m, mask, sc, u);
-        load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
-        for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
-        cos_grad(u, v, p.d, g_roi, w);  // g_B_i
-        float gp[PER_LANE];
-        for (int q = 0; q < PER_LANE; q++) gp[q] = 0.0f;
-        cos_grad(v, u, p.d, g_roi, gp);  // direct g_phi_i
-        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) gphi[((long long)b * p.n + i) * p.d + k] = gp[q]; }
-        float mine = 0.0f;
-        for (int j = 0; j < p.m; j++) {
-            const float* mj = m + ((long long)b * p.m + j) * p.d;
-            float s = 0.0f;
-            for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) s += mj[k] * w[q]; }
-            s = warp_sum(s) * mask[b * p.m + j];
-            if (lane == j) mine = s;
-        }
-        if (lane < p.m) gpb[((long long)b * p.n + i) * p.m + lane] = mine;
+    for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) gphi[((long long)b * p.n + i) * p.d + k] = gp[q] + w[q]; }
+    if (lane == 0) galpha[b * p.n + i] = ga;
+    float dotp = warp_sum(a_l * g_a);
+    if (lane < p.m) sc.gza[row + lane] = p.lambda_a * a_l * (g_a - dotp);
+}
+
+// Backward, warp per slot j: sum_i pb g_pb (softmax over i) and sum_i z g_za (norm over i).
+extern "C" __global__ void xattn_grad_cols(XAttn p, Scratch sc) {
+    const int b = blockIdx.x, j = blockIdx.y, lane = threadIdx.x;
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int i = lane; i < p.n; i += 32) {
+        long long k = ((long long)b * p.n + i) * p.m + j;
+        s1 += sc.pb[k] * sc.gpb[k];
+        s2 += sc.z[k] * sc.gza[k];
     }
-    __syncthreads();
-    // A_j = sum_i alpha_i a_ij phi_i -> g_alpha, g_a (then softmax over j), phi
-    for (int i = warp; i < p.n; i += warps) {
-        long long row = ((long long)b * p.n + i) * p.m;
-        load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
-        float al = alpha[b * p.n + i], ga = 0.0f, g_a = 0.0f, a_l = lane < p.m ? sc.a[row + lane] : 0.0f;
-        for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
-        for (int j = 0; j < p.m; j++) {
-            const float* gaj = gA + ((long long)b * p.m + j) * p.d;
-            float aij = sc.a[row + j], s = 0.0f;
-            for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) { s += v[q] * gaj[k]; w[q] += al * aij * gaj[k]; } }
-            s = warp_sum(s);  // g_w_ij
-            ga += aij * s;
-            if (lane == j) g_a = al * s;
-        }
-        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) gphi[((long long)b * p.n + i) * p.d + k] += w[q]; }
-        if (lane == 0) galpha[b * p.n + i] = ga;
-        float dotp = warp_sum(a_l * g_a);
-        if (lane < p.m) gza[row + lane] = p.lambda_a * a_l * (g_a - dotp);
+    s1 = warp_sum(s1);
+    s2 = warp_sum(s2);
+    if (lane == 0) { sc.colb[b * p.m + j] = s1; sc.colz[b * p.m + j] = s2; }
+}
+
+// Backward, warp per ROI: back through both normalisations, the mask and
+// leaky ReLU, and the cosine to phi (added to gphi).
+extern "C" __global__ void xattn_grad_scores(XAttn p, const float* phi, const float* m, const float* mask, Scratch sc, float* gphi) {
+    const int b = blockIdx.x, lane = threadIdx.x % 32;
+    const int i = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32;
+    if (i >= p.n) return;
+    const long long row = ((long long)b * p.n + i) * p.m;
+    float gz = 0.0f, z = 0.0f, gzb = 0.0f, w[PER_LANE], v[PER_LANE];
+    const float rb = sc.rb[b * p.n + i];
+    if (lane < p.m) {
+        z = sc.z[row + lane];
+        float ca = sc.ca[b * p.m + lane];
+        gzb = p.lambda_b * sc.pb[row + lane] * (sc.gpb[row + lane] - sc.colb[b * p.m + lane]);
+        float k = ca > 0.0f ? sc.colz[b * p.m + lane] / ((ca + E) * (ca + E) * ca) : 0.0f;
+        gz = sc.gza[row + lane] / (ca + E) - z * k;
     }
-    __syncthreads();
-    // column sums: sum_i pb g_pb (softmax over i) and sum_i z g_za (norm over i)
-    for (int j = warp; j < p.m; j += warps) {
-        float s1 = 0.0f, s2 = 0.0f;
-        for (int i = lane; i < p.n; i += 32) {
-            long long k = ((long long)b * p.n + i) * p.m + j;
-            s1 += sc.pb[k] * gpb[k];
-            s2 += sc.z[k] * gza[k];
-        }
-        s1 = warp_sum(s1);
-        s2 = warp_sum(s2);
-        if (lane == 0) { dot_b[j] = s1; zg_a[j] = s2; }
+    float zgb = warp_sum(z * gzb);
+    float kr = rb > 0.0f ? zgb / ((rb + E) * (rb + E) * rb) : 0.0f;
+    gz += gzb / (rb + E) - z * kr;
+    float gs = lane < p.m ? gz * mask[b * p.m + lane] * (sc.s[row + lane] > 0.0f ? 1.0f : p.slope) : 0.0f;
+    // g_ph = sum_j g_s_ij m_j / (|m_j| + E)
+    for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
+    for (int j = 0; j < p.m; j++) {
+        float gsj = __shfl_sync(0xffffffffu, gs, j) / (sc.nm[b * p.m + j] + E);
+        const float* mj = m + ((long long)b * p.m + j) * p.d;
+        for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) w[q] += gsj * mj[k]; }
     }
-    __syncthreads();
-    // back through both normalisations, the mask and leaky ReLU, and the cosine to phi
-    for (int i = warp; i < p.n; i += warps) {
-        long long row = ((long long)b * p.n + i) * p.m;
-        float gz = 0.0f, z = 0.0f, gzb = 0.0f;
-        const float rb = sc.rb[b * p.n + i];
-        if (lane < p.m) {
-            z = sc.z[row + lane];
-            float ca = sc.ca[b * p.m + lane];
-            gzb = p.lambda_b * sc.pb[row + lane] * (gpb[row + lane] - dot_b[lane]);
-            float k = ca > 0.0f ? zg_a[lane] / ((ca + E) * (ca + E) * ca) : 0.0f;
-            gz = gza[row + lane] / (ca + E) - z * k;
-        }
-        float zgb = warp_sum(z * gzb);
-        float kr = rb > 0.0f ? zgb / ((rb + E) * (rb + E) * rb) : 0.0f;
-        gz += gzb / (rb + E) - z * kr;
-        float gs = lane < p.m ? gz * mask[b * p.m + lane] * (sc.s[row + lane] > 0.0f ? 1.0f : p.slope) : 0.0f;
-        // g_ph = sum_j g_s_ij m_j / (|m_j| + E)
-        for (int q = 0; q < PER_LANE; q++) w[q] = 0.0f;
-        for (int j = 0; j < p.m; j++) {
-            float gsj = __shfl_sync(0xffffffffu, gs, j) / (nm[j] + E);
-            const float* mj = m + ((long long)b * p.m + j) * p.d;
-            for (int q = 0; q < PER_LANE; q++) { int k = lane + 32 * q; if (k < p.d) w[q] += gsj * mj[k]; }
-        }
-        load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
-        float pn = sc.pn[b * p.n + i], xg = 0.0f;
-        for (int q = 0; q < PER_LANE; q++) xg += v[q] * w[q];
-        xg = warp_sum(xg);
-        float k = pn > 0.0f ? xg / ((pn + E) * (pn + E) * pn) : 0.0f;
-        for (int q = 0; q < PER_LANE; q++) { int kk = lane + 32 * q; if (kk < p.d) gphi[((long long)b * p.n + i) * p.d + kk] += w[q] / (pn + E) - v[q] * k; }
-    }
+    load_row(phi + ((long long)b * p.n + i) * p.d, p.d, v);
+    float pn = sc.pn[b * p.n + i], xg = 0.0f;
+    for (int q = 0; q < PER_LANE; q++) xg += v[q] * w[q];
+    xg = warp_sum(xg);
+    float k = pn > 0.0f ? xg / ((pn + E) * (pn + E) * pn) : 0.0f;
+    for (int q = 0; q < PER_LANE; q++) { int kk = lane + 32 * q; if (kk < p.d) gphi[((long long)b * p.n + i) * p.d + kk] += w[q] / (pn + E) - v[q] * k; }
 }

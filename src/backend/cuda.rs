@@ -9,7 +9,7 @@ use crate::detect::{boxes::BoxCoder, matcher::Matcher};
 use crate::kernels::MODULES;
 use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,7 +21,6 @@ unsafe impl DeviceRepr for Conv2d {}
 unsafe impl DeviceRepr for Pool2d {}
 unsafe impl DeviceRepr for Permute {}
 unsafe impl DeviceRepr for XAttn {}
-unsafe impl DeviceRepr for XScratch {}
 
 #[derive(Clone)]
 pub struct Cuda {
@@ -60,6 +59,7 @@ pub fn unavailable_reason() -> Option<String> {
 
 mod boxes;
 mod conv;
+mod xattn;
 
 const THREADS: u32 = 256;
 
@@ -78,19 +78,6 @@ fn cfg_lines(lines: usize) -> LaunchConfig {
 /// A single block (scalar reductions).
 fn cfg_single() -> LaunchConfig {
     LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// Device pointers of the cross-attention's scratch buffers (cuda/attention.cu `Scratch`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct XScratch {
-    s: u64,
-    z: u64,
-    a: u64,
-    pb: u64,
-    pn: u64,
-    rb: u64,
-    ca: u64,
 }
 
 /// Pushes an optional buffer, or a null pointer.
@@ -170,31 +157,6 @@ impl Cuda {
         unsafe { b.launch(cfg) }?;
         // the loss comes back with the launch: it also paces the host to the GPU
         Ok(self.download(&block_loss)?.iter().map(|&v| v as f64).sum())
-    }
-
-    fn ptr(&self, x: &CudaSlice<f32>) -> u64 {
-        x.device_ptr(self.stream()).0
-    }
-
-    /// Runs xattn_scores and xattn_softmax; returns the scratch they filled.
-    fn xattn_prepare(&self, p: &XAttn, phi: &CudaSlice<f32>, m: &CudaSlice<f32>, mask: &CudaSlice<f32>) -> Result<(XScratch, Vec<CudaSlice<f32>>)> {
-        ensure!(p.m <= 32 && p.d <= 256, "fused cross-attention supports up to 32 attribute slots and 256 features, got {} and {}", p.m, p.d);
-        let (b, n, mm) = (p.b as usize, p.n as usize, p.m as usize);
-        let sizes = [b * n * mm, b * n * mm, b * n * mm, b * n * mm, b * n, b * n, b * mm];
-        let bufs: Vec<CudaSlice<f32>> = sizes.iter().map(|&len| self.zeros(len.max(1))).collect::<Result<_>>()?;
-        let ptrs: Vec<u64> = bufs.iter().map(|x| self.ptr(x)).collect();
-        let sc = XScratch { s: ptrs[0], z: ptrs[1], a: ptrs[2], pb: ptrs[3], pn: ptrs[4], rb: ptrs[5], ca: ptrs[6] };
-        let mut l = self.stream().launch_builder(self.f("xattn_scores")?);
-        l.arg(p).arg(phi).arg(m).arg(mask).arg(&sc);
-        let cfg = LaunchConfig { grid_dim: (p.b as u32, (p.n as u32).div_ceil(8), 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: buffer lengths checked by the caller against p; scratch sized above.
-        unsafe { l.launch(cfg) }?;
-        let mut l = self.stream().launch_builder(self.f("xattn_softmax")?);
-        l.arg(p).arg(mask).arg(&sc);
-        // SAFETY: as above.
-        unsafe { l.launch(LaunchConfig { grid_dim: (p.b as u32, 1, 1), block_dim: (512, 1, 1), shared_mem_bytes: 0 }) }?;
-        // Freed in stream order when the caller drops them after its launch.
-        Ok((sc, bufs))
     }
 
     fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
@@ -740,32 +702,12 @@ impl Backend for Cuda {
     }
 
     fn cross_attention(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf> {
-        let (b, n, mm, d) = (p.b as usize, p.n as usize, p.m as usize, p.d as usize);
-        ensure!(phi.len() == b * n * d && alpha.len() == b * n && m.len() == b * mm * d && mask.len() == b * mm, "cross_attention: buffers do not fit {p:?}");
-        let (sc, keep) = self.xattn_prepare(p, phi, m, mask)?;
-        let mut out = self.alloc(2 * b)?;
-        let mut l = self.stream().launch_builder(self.f("xattn_outputs")?);
-        l.arg(p).arg(phi).arg(alpha).arg(m).arg(mask).arg(&sc).arg(&mut out);
-        // SAFETY: lengths checked above; the scratch lives in `keep` until the stream is done with it.
-        unsafe { l.launch(LaunchConfig { grid_dim: (p.b as u32, 1, 1), block_dim: (512, 1, 1), shared_mem_bytes: 0 }) }?;
-        drop(keep);
-        Ok(out)
+        self.cross_attention_gpu(p, phi, alpha, m, mask)
     }
 
     fn cross_attention_backward(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf, g: &Self::Buf)
         -> Result<(Self::Buf, Self::Buf)> {
-        let (b, n, mm, d) = (p.b as usize, p.n as usize, p.m as usize, p.d as usize);
-        ensure!(phi.len() == b * n * d && alpha.len() == b * n && m.len() == b * mm * d && mask.len() == b * mm && g.len() == 2 * b,
-            "cross_attention_backward: buffers do not fit {p:?}");
-        let (sc, keep) = self.xattn_prepare(p, phi, m, mask)?;
-        let (mut ga_big, mut gpb, mut gza) = (self.zeros(b * mm * d)?, self.zeros(b * n * mm)?, self.zeros(b * n * mm)?);
-        let (mut gphi, mut galpha) = (self.alloc(b * n * d)?, self.alloc(b * n)?);
-        let mut l = self.stream().launch_builder(self.f("xattn_backward")?);
-        l.arg(p).arg(phi).arg(alpha).arg(m).arg(mask).arg(&sc).arg(g).arg(&mut ga_big).arg(&mut gpb).arg(&mut gza).arg(&mut gphi).arg(&mut galpha);
-        // SAFETY: lengths checked above; every output element is written by the kernel.
-        unsafe { l.launch(LaunchConfig { grid_dim: (p.b as u32, 1, 1), block_dim: (512, 1, 1), shared_mem_bytes: 0 }) }?;
-        drop(keep);
-        Ok((gphi, galpha))
+        self.cross_attention_backward_gpu(p, phi, alpha, m, mask, g)
     }
 
     fn box_iou(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf> {

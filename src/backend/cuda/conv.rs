@@ -31,8 +31,9 @@ impl FastDiv {
         FastDiv { d, mul: mul as u32, shift }
     }
 
-    /// The device's arithmetic, in 32-bit words as the GPU does it.
-    pub fn div(&self, n: u32) -> u32 {
+    /// The device's arithmetic, in 32-bit words as the GPU does it (for the test).
+    #[cfg(test)]
+    fn div(&self, n: u32) -> u32 {
         let hi = ((n as u64 * self.mul as u64) >> 32) as u32;
         hi.wrapping_add(n) >> self.shift
     }
