@@ -80,12 +80,7 @@ fn benches(c: &mut Criterion) {
 }
 
 fn print_profile(_: &mut Criterion) {
-    if engine::autograd::profile::enabled() {
-        println!("per-op time (ENGINE_PROFILE, all runs):");
-        for (op, ms, calls) in engine::autograd::profile::report().iter().take(25) {
-            println!("  {op:<28} {ms:10.1} ms {calls:8} calls");
-        }
-    }
+    engine::autograd::profile::print();
 }
 
 criterion_group!(attention, benches, print_profile);

@@ -137,5 +137,9 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(detector, benches);
+fn print_profile(_: &mut Criterion) {
+    engine::autograd::profile::print();
+}
+
+criterion_group!(detector, benches, print_profile);
 criterion_main!(detector);

@@ -134,6 +134,16 @@ pub mod profile {
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         v
     }
+
+    /// Prints the table to stderr when profiling is on.
+    pub fn print() {
+        if enabled() {
+            eprintln!("engine: per-op time (ENGINE_PROFILE), slowest first:");
+            for (op, ms, calls) in report().iter().take(30) {
+                eprintln!("  {op:<28} {ms:10.1} ms {calls:8} calls");
+            }
+        }
+    }
 }
 
 struct Node<B: Backend> {

@@ -198,12 +198,7 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = run(cli);
-    if engine::autograd::profile::enabled() {
-        eprintln!("engine: per-op time (ENGINE_PROFILE), slowest first:");
-        for (op, ms, calls) in engine::autograd::profile::report().iter().take(30) {
-            eprintln!("  {op:<28} {ms:10.1} ms {calls:8} calls");
-        }
-    }
+    engine::autograd::profile::print();
     if let Err(e) = result {
         eprintln!("engine: error: {e:#}");
         std::process::exit(1);
