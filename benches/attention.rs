@@ -9,9 +9,10 @@ use engine::attention::model::{init_params, loss, similarity_fused, Attributes, 
 use engine::autograd::{Graph, Tensor};
 use engine::backend::Backend;
 use engine::optim::Optimizer;
+use engine::params::ParamSet;
 use engine::rng::Rng;
 use engine::{Cpu, Cuda};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct Host {
     r: Vec<f32>, g: Vec<f32>, s: Vec<f32>, rn: Vec<f32>, gn: Vec<f32>, sn: Vec<f32>, m: Vec<f32>, mn: Vec<f32>, mask: Vec<f32>, y: Vec<f32>,
@@ -29,39 +30,79 @@ fn host(b: usize, n: usize, m: usize, d: usize) -> Host {
     }
 }
 
+/// Device-resident inputs of one batch, as in the PyTorch benchmark.
+struct Inputs<B: Backend> {
+    dev: Vec<Tensor<B>>,
+    mask: Vec<f32>,
+    b: usize,
+    m: usize,
+}
+
+fn inputs<B: Backend>(be: &B, n: usize) -> Inputs<B> {
+    let (b, m, d) = (32, 22, 200);
+    let h = host(b, n, m, d);
+    let t = |v: &[f32], s: &[usize]| Tensor::from_host(be, v, s).unwrap();
+    let dev = vec![
+        t(&h.r, &[b, n, 256]), t(&h.g, &[b, n, 4]), t(&h.s, &[b, n, 1]), t(&h.rn, &[b, n, 256]), t(&h.gn, &[b, n, 4]),
+        t(&h.sn, &[b, n, 1]), t(&h.m, &[b, m, d]), t(&h.mn, &[b, m, d]), t(&h.y, &[b, 22]),
+    ];
+    Inputs { dev, mask: h.mask, b, m }
+}
+
+/// One training step, queued on the device (not waited for).
+fn train_step<B: Backend>(be: &B, cfg: HeadConfig, params: &mut ParamSet<B>, opt: &mut Optimizer<B>, x: &Inputs<B>) {
+    let head = Head::new(cfg, params);
+    let mut gr = Graph::new(be.clone());
+    let v: Vec<_> = x.dev.iter().map(|t| gr.input(t.clone())).collect();
+    let pos = Rois { r: v[0], g: v[1], s: v[2] };
+    let neg = Rois { r: v[3], g: v[4], s: v[5] };
+    let (mv, tn, y) = (v[6], v[7], v[8]);
+    let batch = Batch { pos, neg, t: Attributes::new(mv, x.mask.clone(), x.b, x.m), tn, y };
+    let parts = loss(&head, &mut gr, &batch, &similarity_fused).unwrap();
+    let grads = gr.backward(parts.total).unwrap();
+    drop(gr);
+    params.zero_grad();
+    grads.accumulate_into(be, params).unwrap();
+    opt.step(be, params).unwrap();
+}
+
 fn step<B: Backend>(c: &mut Criterion, be: &B, label: &str, n: usize) {
-    let (bsz, m, d) = (32, 22, 200);
-    let h = host(bsz, n, m, d);
     let cfg = HeadConfig::default();
     let mut params = init_params(be, &cfg, 1).unwrap();
     let mut opt = Optimizer::adam(2e-4, 0.0);
+    let x = inputs(be, n);
     let mut g = c.benchmark_group("attention model train step");
-    g.throughput(Throughput::Elements(bsz as u64)).sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    // inputs stay on the device, as in the PyTorch benchmark
-    let t = |v: &[f32], s: &[usize]| Tensor::from_host(be, v, s).unwrap();
-    let dev = [
-        t(&h.r, &[bsz, n, 256]), t(&h.g, &[bsz, n, 4]), t(&h.s, &[bsz, n, 1]), t(&h.rn, &[bsz, n, 256]), t(&h.gn, &[bsz, n, 4]),
-        t(&h.sn, &[bsz, n, 1]), t(&h.m, &[bsz, m, d]), t(&h.mn, &[bsz, m, d]), t(&h.y, &[bsz, 22]),
-    ];
+    g.throughput(Throughput::Elements(x.b as u64)).sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     g.bench_function(BenchmarkId::new(label, format!("b32 N={n}")), |it| {
         it.iter(|| {
-            let head = Head::new(cfg, &params);
-            let mut gr = Graph::new(be.clone());
-            let v: Vec<_> = dev.iter().map(|x| gr.input(x.clone())).collect();
-            let pos = Rois { r: v[0], g: v[1], s: v[2] };
-            let neg = Rois { r: v[3], g: v[4], s: v[5] };
-            let (mv, tn, y) = (v[6], v[7], v[8]);
-            let batch = Batch { pos, neg, t: Attributes::new(mv, h.mask.clone(), bsz, m), tn, y };
-            let parts = loss(&head, &mut gr, &batch, &similarity_fused).unwrap();
-            let grads = gr.backward(parts.total).unwrap();
-            drop(gr);
-            params.zero_grad();
-            grads.accumulate_into(be, &mut params).unwrap();
-            opt.step(be, &mut params).unwrap();
+            train_step(be, cfg, &mut params, &mut opt, &x);
             be.synchronize().unwrap();
         })
     });
     g.finish();
+}
+
+/// How much of a CUDA step is the host queueing work: the time until the
+/// step is queued against the time until the GPU has finished it (means
+/// over 50 steps). When the two are close, the host is the bottleneck.
+fn host_share(be: &Cuda, n: usize) {
+    let cfg = HeadConfig::default();
+    let mut params = init_params(be, &cfg, 1).unwrap();
+    let mut opt = Optimizer::adam(2e-4, 0.0);
+    let x = inputs(be, n);
+    for _ in 0..5 {
+        train_step(be, cfg, &mut params, &mut opt, &x);
+    }
+    be.synchronize().unwrap();
+    let (mut queued, mut done) = (0.0, 0.0);
+    for _ in 0..50 {
+        let t0 = Instant::now();
+        train_step(be, cfg, &mut params, &mut opt, &x);
+        queued += t0.elapsed().as_secs_f64();
+        be.synchronize().unwrap();
+        done += t0.elapsed().as_secs_f64();
+    }
+    println!("attention train step b32 N={n} on CUDA: queued after {:.3} ms, finished after {:.3} ms (means of 50)", queued * 20.0, done * 20.0);
 }
 
 fn benches(c: &mut Criterion) {
@@ -74,6 +115,7 @@ fn benches(c: &mut Criterion) {
             for n in [100, 300, 2000] {
                 step(c, &cu, "cuda", n);
             }
+            host_share(&cu, 300);
         }
         Err(e) => eprintln!("benches: CPU only ({e:#})"),
     }

@@ -4,7 +4,10 @@
 //! (512x512; batch 16 for convolutions and ResNet-50, 8 for RetinaNet, as
 //! ../shared/reference/pytorch_anchors.py); on the CPU at small sizes
 //! (RetinaNet 128x128, batch 4; convolutions at batch 1, 1/4 resolution).
-//! `ENGINE_BENCH_FULL=1` runs the CPU at the reference sizes too.
+//! `ENGINE_BENCH_FULL=1` runs the CPU at the reference sizes too. CUDA runs
+//! twice: full f32 (`cuda`) and with convolutions on TF32 tensor cores
+//! (`cuda-tf32`, `--tf32`). Images stay on the device, as in the PyTorch
+//! benchmark.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::autograd::{Graph, Tensor};
@@ -56,6 +59,7 @@ fn retinanet_steps<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, 
     let x = Rng::new(2).uniforms(n * 3 * size * size, 0.0, 1.0);
     let s = size as f32 / 512.0;
     let targets: Vec<Target> = (0..n).map(|_| Target { boxes: vec![[100.0 * s, 120.0 * s, 260.0 * s, 330.0 * s]], labels: vec![1] }).collect();
+    let x = Tensor::from_host(b, &x, &[n, 3, size, size]).unwrap();
     let mut opt = Optimizer::sgd(1e-3, 0.9, 0.0);
     let mut g = c.benchmark_group("retinanet r50-fpn");
     g.throughput(Throughput::Elements(n as u64)).sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
@@ -63,7 +67,7 @@ fn retinanet_steps<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, 
     g.bench_function(BenchmarkId::new(format!("{label}/train step"), &id), |it| {
         it.iter(|| {
             let mut gr = Graph::new(b.clone());
-            let xv = gr.input(Tensor::from_host(b, &x, &[n, 3, size, size]).unwrap());
+            let xv = gr.input(x.clone());
             let mut net = Net::new(&mut gr, &params, Some(&bn));
             let out = forward(&mut net, &cfg, xv).unwrap();
             drop(net);
@@ -81,7 +85,7 @@ fn retinanet_steps<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, 
     g.bench_function(BenchmarkId::new(format!("{label}/inference"), &id), |it| {
         it.iter(|| {
             let mut gr = Graph::no_grad(b.clone());
-            let xv = gr.input(Tensor::from_host(b, &x, &[n, 3, size, size]).unwrap());
+            let xv = gr.input(x.clone());
             let mut net = Net::new(&mut gr, &params, Some(&bn));
             let out = forward(&mut net, &cfg, xv).unwrap();
             gr.to_host(out.cls_logits).unwrap();
@@ -96,14 +100,14 @@ fn retinanet_steps<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, 
 fn resnet_step<B: Backend>(c: &mut Criterion, b: &B, label: &str, n: usize, size: usize) {
     let mut params = engine::params::ParamSet::new();
     resnet::add_params(b, &mut params, "", &mut Rng::new(3), 5, true).unwrap();
-    let x = Rng::new(4).normals(n * 3 * size * size);
+    let x = Tensor::from_host(b, &Rng::new(4).normals(n * 3 * size * size), &[n, 3, size, size]).unwrap();
     let mut opt = Optimizer::sgd(1e-3, 0.9, 0.0);
     let mut g = c.benchmark_group("resnet50");
     g.throughput(Throughput::Elements(n as u64)).sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
     g.bench_function(BenchmarkId::new(format!("{label}/train step"), format!("b{n} {size}^2")), |it| {
         it.iter(|| {
             let mut gr = Graph::new(b.clone());
-            let xv = gr.input(Tensor::from_host(b, &x, &[n, 3, size, size]).unwrap());
+            let xv = gr.input(x.clone());
             let mut net = Net::new(&mut gr, &params, None);
             let c5 = resnet::forward(&mut net, "", xv).unwrap()[2];
             let stats = std::mem::take(&mut net.bn_stats);
@@ -132,6 +136,10 @@ fn benches(c: &mut Criterion) {
             conv_shapes(c, &cu, "cuda", false);
             retinanet_steps(c, &cu, "cuda", 8, 512);
             resnet_step(c, &cu, "cuda", 16, 512);
+            let tf32 = cu.with_tf32(true);
+            conv_shapes(c, &tf32, "cuda-tf32", false);
+            retinanet_steps(c, &tf32, "cuda-tf32", 8, 512);
+            resnet_step(c, &tf32, "cuda-tf32", 16, 512);
         }
         Err(e) => eprintln!("benches: CPU only ({e:#})"),
     }

@@ -9,10 +9,19 @@
 // that divides exactly. The weight gradient splits its long reduction over
 // grid z (partials summed in a fixed order by conv2d_wgrad_sum).
 // Index divisions use FastDiv (a multiply-high and a shift instead of the
-// ~20 instructions of a division by a variable); every kernel also has an
-// `_m64` entry on 64-row tiles for GEMMs of at most 64 rows
-// (src/backend/cuda/conv.rs chooses).
+// ~20 instructions of a division by a variable). Every kernel has four
+// entries: 128- or 64-row tiles (`_m64`, for GEMMs of at most 64 rows), on
+// the CUDA cores in f32 or on TF32 tensor cores (`_tf32`, opt-in);
+// src/backend/cuda/conv.rs chooses.
 #include "tile.cuh"
+#include "tile_tf32.cuh"
+
+template <int TM, bool TF, class LA, class LB, class ST>
+__device__ __forceinline__ void conv_tile(int M, int N, int k_begin, int k_end, int m0, int n0, bool a_rows_fast, bool b_cols_fast,
+                                          const LA& la, const LB& lb, const ST& st) {
+    if constexpr (TF) tile_gemm_tf32<TM>(M, N, k_begin, k_end, m0, n0, a_rows_fast, b_cols_fast, la, lb, st);
+    else tile_gemm<TM>(M, N, k_begin, k_end, m0, n0, a_rows_fast, b_cols_fast, la, lb, st);
+}
 
 // Mirrors backend::cuda::conv::FastDiv: n / d for 0 <= n < 2^31.
 struct FastDiv {
@@ -38,7 +47,7 @@ __device__ __forceinline__ float x_col(const Conv2d& p, const ConvDivs& dv, cons
     return x[(((long long)n * p.c + g * Cg + c) * p.h + ih) * p.w + iw];
 }
 
-template <int TM>
+template <int TM, bool TF>
 __device__ __forceinline__ void conv_fwd(const Conv2d& p, const ConvDivs& dv, const float* x, const float* w, const float* bias, float* y) {
     const int g = blockIdx.z, Cg = p.c / p.groups, Kg = p.k / p.groups, CRS = Cg * p.r * p.s, OHW = p.oh * p.ow;
     auto la = [&](int k, int crs) { return w[(long long)(g * Kg + k) * CRS + crs]; };
@@ -48,10 +57,10 @@ __device__ __forceinline__ void conv_fwd(const Conv2d& p, const ConvDivs& dv, co
         int kk = g * Kg + k;
         y[((long long)n * p.k + kk) * OHW + q] = v + (bias ? bias[kk] : 0.0f);
     };
-    tile_gemm<TM>(Kg, p.n * OHW, 0, CRS, blockIdx.y * TM, blockIdx.x * TILE_N, false, true, la, lb, st);
+    conv_tile<TM, TF>(Kg, p.n * OHW, 0, CRS, blockIdx.y * TM, blockIdx.x * TILE_N, false, true, la, lb, st);
 }
 
-template <int TM>
+template <int TM, bool TF>
 __device__ __forceinline__ void conv_dgrad(const Conv2d& p, const ConvDivs& dv, const float* gy, const float* w, float* gx) {
     const int g = blockIdx.z, Cg = p.c / p.groups, Kg = p.k / p.groups, RS = p.r * p.s, HW = p.h * p.w;
     auto la = [&](int c, int krs) {
@@ -71,11 +80,11 @@ __device__ __forceinline__ void conv_dgrad(const Conv2d& p, const ConvDivs& dv, 
         int n = fdiv(dv.hw, pix), q = pix - n * HW;
         gx[((long long)n * p.c + g * Cg + c) * HW + q] = v;
     };
-    tile_gemm<TM>(Cg, p.n * HW, 0, Kg * RS, blockIdx.y * TM, blockIdx.x * TILE_N, true, true, la, lb, st);
+    conv_tile<TM, TF>(Cg, p.n * HW, 0, Kg * RS, blockIdx.y * TM, blockIdx.x * TILE_N, true, true, la, lb, st);
 }
 
 // grid z = groups * splits; split s covers pixels [s*chunk, (s+1)*chunk).
-template <int TM>
+template <int TM, bool TF>
 __device__ __forceinline__ void conv_wgrad(const Conv2d& p, const ConvDivs& dv, const float* x, const float* gy, float* partial, int splits, int chunk) {
     const int g = blockIdx.z / splits, split = blockIdx.z % splits;
     const int Cg = p.c / p.groups, Kg = p.k / p.groups, CRS = Cg * p.r * p.s, OHW = p.oh * p.ow, NP = p.n * OHW;
@@ -87,26 +96,28 @@ __device__ __forceinline__ void conv_wgrad(const Conv2d& p, const ConvDivs& dv, 
     float* out = partial + (long long)split * p.k * CRS;
     auto st = [&](int k, int crs, float v) { out[(long long)(g * Kg + k) * CRS + crs] = v; };
     int k_begin = split * chunk, k_end = min(NP, k_begin + chunk);
-    tile_gemm<TM>(Kg, CRS, k_begin, k_end, blockIdx.y * TM, blockIdx.x * TILE_N, false, false, la, lb, st);
+    conv_tile<TM, TF>(Kg, CRS, k_begin, k_end, blockIdx.y * TM, blockIdx.x * TILE_N, false, false, la, lb, st);
 }
 
-#define CONV_ENTRIES(SUFFIX, TM)                                                                                              \
+#define CONV_ENTRIES(SUFFIX, TM, TF)                                                                                       \
     extern "C" __global__ void __launch_bounds__(256, 2)                                                                      \
         conv2d_fwd##SUFFIX(Conv2d p, ConvDivs dv, const float* x, const float* w, const float* bias, float* y) {              \
-        conv_fwd<TM>(p, dv, x, w, bias, y);                                                                                   \
+        conv_fwd<TM, TF>(p, dv, x, w, bias, y);                                                                               \
     }                                                                                                                         \
     extern "C" __global__ void __launch_bounds__(256, 2) conv2d_dgrad##SUFFIX(Conv2d p, ConvDivs dv, const float* gy,          \
                                                                               const float* w, float* gx) {                    \
-        conv_dgrad<TM>(p, dv, gy, w, gx);                                                                                     \
+        conv_dgrad<TM, TF>(p, dv, gy, w, gx);                                                                                 \
     }                                                                                                                         \
     extern "C" __global__ void __launch_bounds__(256, 2) conv2d_wgrad##SUFFIX(Conv2d p, ConvDivs dv, const float* x,           \
                                                                               const float* gy, float* partial, int splits,    \
                                                                               int chunk) {                                    \
-        conv_wgrad<TM>(p, dv, x, gy, partial, splits, chunk);                                                                 \
+        conv_wgrad<TM, TF>(p, dv, x, gy, partial, splits, chunk);                                                             \
     }
 
-CONV_ENTRIES(, 128)
-CONV_ENTRIES(_m64, 64)
+CONV_ENTRIES(, 128, false)
+CONV_ENTRIES(_m64, 64, false)
+CONV_ENTRIES(_tf32, 128, true)
+CONV_ENTRIES(_m64_tf32, 64, true)
 
 extern "C" __global__ void conv2d_wgrad_sum(const float* partial, float* gw, long long n, int splits) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;

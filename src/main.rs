@@ -16,6 +16,10 @@ struct Cli {
     /// Where to compute: the GPU when there is one (auto), or force cpu / cuda.
     #[arg(long, value_enum, global = true, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// On CUDA, run convolutions on TF32 tensor cores (10-bit mantissa, f32
+    /// accumulation; PyTorch's default for cuDNN). Default: full f32.
+    #[arg(long, global = true)]
+    tf32: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,29 +126,29 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}: {count} phantoms of {size}x{size} ({pos} with pneumonia, {boxes} boxes), labels.csv, reports/, truth.jsonl", out.display());
         }
         Command::Detector(DetectorCommand::Train(args)) => {
-            let device = Device::select(cli.device)?;
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
             engine::with_backend!(device, |b| engine::detector::train::train(b, &args))?;
         }
         Command::Detector(DetectorCommand::Infer(args)) => {
-            let device = Device::select(cli.device)?;
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
             let r = engine::with_backend!(device, |b| engine::detector::infer::infer(b, &args))?;
             let n = r["images"].as_array().map_or(0, |v| v.len());
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());
         }
         Command::Train(args) => {
-            let device = Device::select(cli.device)?;
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
             engine::with_backend!(device, |b| engine::attention::train::train(b, &args))?;
         }
         Command::Infer(args) => {
-            let device = Device::select(cli.device)?;
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
             let r = engine::with_backend!(device, |b| engine::attention::infer::infer(b, &args))?;
             let n = r["images"].as_array().map_or(0, |v| v.len());
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());
         }
         Command::Demo(args) => {
-            let device = Device::select(cli.device)?;
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
             let r = engine::demo::run(device, &args)?;
             print!("{}", engine::demo::table(&r));
         }
@@ -157,7 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Text(TextCommand::Word2vec(args)) => {
-            let device = Device::select(cli.device)?;
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
             let s = engine::text::commands::word2vec(&device, &args)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);

@@ -4,8 +4,9 @@
 //! loudly when CUDA does not work there.
 
 mod common;
-use common::{assert_close, cases, f32s, run_case};
-use engine::backend::{Adam, Backend, Gemm, Sgd};
+use common::{assert_close, cases, f32s, rel_err, run_case};
+use engine::backend::cuda::round_tf32;
+use engine::backend::{Adam, Backend, Conv2d, Gemm, Sgd};
 use engine::rng::Rng;
 use engine::{Cpu, Cuda};
 
@@ -73,6 +74,53 @@ fn gemm_every_transpose_and_batch_at_size() {
             let mut dc = cuda.upload(&c0).unwrap();
             cuda.gemm(&g, &da, &db, &mut dc).unwrap();
             assert_close(&format!("gemm {batch}x{m}x{n}x{k} ta={ta} tb={tb}"), &cuda.download(&dc).unwrap(), &c_cpu, TOL);
+        }
+    }
+}
+
+/// `--tf32` convolutions (forward, data and weight gradients) equal an f64
+/// CPU convolution of TF32-rounded inputs up to f32 summation, and differ
+/// from the unrounded one by TF32's rounding (so the tensor-core path ran).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tf32_convolutions_match_cpu_on_tf32_rounded_inputs() {
+    let (cpu, cuda) = (Cpu::<f64>::new(), gpu().with_tf32(true));
+    let mut rng = Rng::new(fresh_seed());
+    // (x, w, stride, pad, dilation, groups): 64- and 128-row tiles, stride 2, groups and dilation, long K
+    let shapes: [([usize; 4], [usize; 4], usize, usize, usize, usize); 6] = [
+        ([2, 72, 10, 10], [64, 72, 3, 3], 1, 1, 1, 1),
+        ([2, 20, 14, 14], [140, 20, 3, 3], 1, 1, 1, 1),
+        ([2, 16, 17, 15], [24, 16, 3, 3], 2, 1, 1, 1),
+        ([1, 8, 12, 12], [8, 2, 3, 3], 1, 2, 2, 4),
+        ([4, 256, 16, 16], [256, 256, 3, 3], 1, 1, 1, 1),
+        ([2, 1024, 8, 8], [128, 1024, 1, 1], 2, 0, 1, 1),
+    ];
+    let round = |v: &[f32]| v.iter().map(|&x| round_tf32(x)).collect::<Vec<f32>>();
+    for (xs, ws, st, pad, dil, groups) in shapes {
+        let p = Conv2d::new(&xs, &ws, [st; 2], [pad; 2], [dil; 2], groups).unwrap();
+        let (x, w, gy) = (rng.normals(p.x_len()), rng.normals(p.w_len()), rng.normals(p.y_len()));
+        let (dx, dw, dgy) = (cuda.upload(&x).unwrap(), cuda.upload(&w).unwrap(), cuda.upload(&gy).unwrap());
+        let got = [
+            cuda.download(&cuda.conv2d(&p, &dx, &dw, None).unwrap()).unwrap(),
+            cuda.download(&cuda.conv2d_backward_data(&p, &dgy, &dw).unwrap()).unwrap(),
+            cuda.download(&cuda.conv2d_backward_weight(&p, &dx, &dgy).unwrap()).unwrap(),
+        ];
+        let on_cpu = |x: &[f32], w: &[f32], gy: &[f32]| {
+            let (x, w, gy) = (cpu.upload(x).unwrap(), cpu.upload(w).unwrap(), cpu.upload(gy).unwrap());
+            [
+                cpu.download(&cpu.conv2d(&p, &x, &w, None).unwrap()).unwrap(),
+                cpu.download(&cpu.conv2d_backward_data(&p, &gy, &w).unwrap()).unwrap(),
+                cpu.download(&cpu.conv2d_backward_weight(&p, &x, &gy).unwrap()).unwrap(),
+            ]
+        };
+        let rounded = on_cpu(&round(&x), &round(&w), &round(&gy));
+        let exact = on_cpu(&x, &w, &gy);
+        for (k, what) in ["forward", "data gradient", "weight gradient"].iter().enumerate() {
+            let name = format!("tf32 conv {xs:?} * {ws:?} s{st} p{pad} d{dil} g{groups} {what}");
+            assert_close(&name, &got[k], &rounded[k], TOL);
+            let e = rel_err(&got[k], &exact[k]);
+            assert!(e > 5e-5, "{name}: within {e:.1e} of the unrounded f64 result: did it run on the tensor cores?");
+            eprintln!("{name}: TF32 rounding error {e:.1e}");
         }
     }
 }

@@ -25,6 +25,8 @@ unsafe impl DeviceRepr for XAttn {}
 #[derive(Clone)]
 pub struct Cuda {
     inner: Arc<Inner>,
+    /// Convolutions on TF32 tensor cores (`--tf32`); full f32 otherwise.
+    tf32: bool,
 }
 
 struct Inner {
@@ -59,6 +61,7 @@ pub fn unavailable_reason() -> Option<String> {
 
 mod boxes;
 mod conv;
+pub use conv::round_tf32;
 mod xattn;
 
 const THREADS: u32 = 256;
@@ -113,7 +116,19 @@ impl Cuda {
                 funcs.insert(entry, f);
             }
         }
-        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs }) })
+        Ok(Cuda { inner: Arc::new(Inner { ctx, stream, funcs }), tf32: false })
+    }
+
+    /// The same device with convolutions on TF32 tensor cores (10-bit
+    /// mantissa, f32 accumulation; PyTorch's default for cuDNN convolutions)
+    /// or, the default, in full f32.
+    pub fn with_tf32(mut self, on: bool) -> Self {
+        self.tf32 = on;
+        self
+    }
+
+    pub fn tf32(&self) -> bool {
+        self.tf32
     }
 
     fn f(&self, name: &str) -> Result<&CudaFunction> {

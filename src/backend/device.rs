@@ -39,6 +39,20 @@ impl Device {
         }
     }
 
+    /// `--tf32`: convolutions on TF32 tensor cores (CUDA only; the CPU says
+    /// it ignores the flag).
+    pub fn with_tf32(self, on: bool) -> Device {
+        match self {
+            Device::Cuda(c) => Device::Cuda(c.with_tf32(on)),
+            Device::Cpu(c) => {
+                if on {
+                    eprintln!("engine: --tf32 has no effect on the CPU (full f32)");
+                }
+                Device::Cpu(c)
+            }
+        }
+    }
+
     pub fn name(&self) -> String {
         use super::Backend;
         match self {

@@ -4,7 +4,8 @@
 //! with a magic number computed here once per launch (`FastDiv`), and a
 //! convolution whose GEMM has at most 64 rows (64 output channels forward,
 //! 64 input channels for the data gradient) runs on 64-row tiles instead of
-//! wasting half of a 128-row tile.
+//! wasting half of a 128-row tile. With `Cuda::with_tf32` the same kernels
+//! run on TF32 tensor cores (cuda/tile_tf32.cuh).
 
 use super::{Cuda, THREADS};
 use crate::backend::Conv2d;
@@ -69,6 +70,15 @@ impl ConvDivs {
     }
 }
 
+/// `x` rounded to TF32 as the tensor-core kernels do (cvt.rna.tf32.f32:
+/// 10-bit mantissa, to nearest, ties away from zero), for checking them.
+pub fn round_tf32(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
+    f32::from_bits((x.to_bits() + 0x1000) & !0x1fff)
+}
+
 // SAFETY: plain repr(C) structs of u32, mirrored in cuda/conv.cu.
 unsafe impl DeviceRepr for FastDiv {}
 unsafe impl DeviceRepr for ConvDivs {}
@@ -96,7 +106,12 @@ impl Cuda {
         let mut y = self.alloc(p.y_len())?;
         let (kg, pixels) = ((p.k / p.groups) as usize, (p.n * p.oh * p.ow) as usize);
         let tm = tile_rows(kg);
-        let f = if tm == 64 { self.f("conv2d_fwd_m64")? } else { self.f("conv2d_fwd")? };
+        let f = match (tm, self.tf32()) {
+            (64, false) => self.f("conv2d_fwd_m64")?,
+            (64, true) => self.f("conv2d_fwd_m64_tf32")?,
+            (_, false) => self.f("conv2d_fwd")?,
+            (_, true) => self.f("conv2d_fwd_tf32")?,
+        };
         let divs = ConvDivs::new(p);
         let null: u64 = 0;
         let mut b = self.stream().launch_builder(f);
@@ -117,7 +132,12 @@ impl Cuda {
         let mut gx = self.alloc(p.x_len())?;
         let (cg, pixels) = ((p.c / p.groups) as usize, (p.n * p.h * p.w) as usize);
         let tm = tile_rows(cg);
-        let f = if tm == 64 { self.f("conv2d_dgrad_m64")? } else { self.f("conv2d_dgrad")? };
+        let f = match (tm, self.tf32()) {
+            (64, false) => self.f("conv2d_dgrad_m64")?,
+            (64, true) => self.f("conv2d_dgrad_m64_tf32")?,
+            (_, false) => self.f("conv2d_dgrad")?,
+            (_, true) => self.f("conv2d_dgrad_tf32")?,
+        };
         let divs = ConvDivs::new(p);
         let mut b = self.stream().launch_builder(f);
         b.arg(p).arg(&divs).arg(gy).arg(w).arg(&mut gx);
@@ -139,7 +159,12 @@ impl Cuda {
         let splits = pixels.div_ceil(chunk);
         let mut partial = self.alloc(splits * p.w_len())?;
         let (s32, c32) = (splits as i32, chunk as i32);
-        let f = if tm == 64 { self.f("conv2d_wgrad_m64")? } else { self.f("conv2d_wgrad")? };
+        let f = match (tm, self.tf32()) {
+            (64, false) => self.f("conv2d_wgrad_m64")?,
+            (64, true) => self.f("conv2d_wgrad_m64_tf32")?,
+            (_, false) => self.f("conv2d_wgrad")?,
+            (_, true) => self.f("conv2d_wgrad_tf32")?,
+        };
         let divs = ConvDivs::new(p);
         let mut b = self.stream().launch_builder(f);
         b.arg(p).arg(&divs).arg(x).arg(gy).arg(&mut partial).arg(&s32).arg(&c32);
@@ -176,6 +201,18 @@ mod tests {
                 assert_eq!(f.div(n), n / d, "{n} / {d} (mul {}, shift {})", f.mul, f.shift);
             }
         }
+    }
+
+    #[test]
+    fn tf32_rounding_keeps_10_mantissa_bits_ties_away() {
+        let ulp = 2f32.powi(-10);
+        assert_eq!(round_tf32(1.0 + ulp), 1.0 + ulp);
+        assert_eq!(round_tf32(1.0 + ulp / 2.0), 1.0 + ulp, "a tie rounds away from zero");
+        assert_eq!(round_tf32(-(1.0 + ulp / 2.0)), -(1.0 + ulp));
+        assert_eq!(round_tf32(1.0 + ulp / 2.0 - 2f32.powi(-23)), 1.0);
+        assert_eq!(round_tf32(1.0 + 0.75 * ulp), 1.0 + ulp);
+        assert_eq!(round_tf32(3.0), 3.0);
+        assert!(round_tf32(f32::NAN).is_nan());
     }
 
     #[test]
