@@ -12,7 +12,7 @@ use crate::backend::device::Device;
 use crate::backend::Backend;
 use crate::data::image::load;
 use crate::data::synth::{write_dataset, SynthConfig};
-use crate::detect::boxes::{iou, BoxF};
+use crate::detect::boxes::{area, iou, BoxF};
 use crate::detector::train::{train as train_detector, OptimizerKind, TrainArgs};
 use crate::nn::{BnMode, FrozenBn};
 use crate::text::commands::{extract, word2vec, ExtractArgs, Word2vecArgs};
@@ -74,6 +74,20 @@ pub fn anchor_scale_for(size: usize) -> f32 {
 /// than 100 in 4 of 4 paired demo runs (README, "Demo").
 pub fn top_n_for(size: usize) -> usize {
     if size <= 96 { 50 } else { 100 }
+}
+
+/// How large the top boxes are against the truth box each overlaps most:
+/// the geometric mean of area(top) / area(truth) (1 = the same size).
+pub fn area_ratio(top: &[BoxF], truth: &[Vec<BoxF>]) -> f64 {
+    let logs: Vec<f64> = top
+        .iter()
+        .zip(truth)
+        .filter_map(|(b, t)| {
+            let g = t.iter().max_by(|x, y| iou(b, x).total_cmp(&iou(b, y)))?;
+            (area(b) > 0.0 && area(g) > 0.0).then(|| (area(b) as f64 / area(g) as f64).ln())
+        })
+        .collect();
+    (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp()
 }
 
 /// IoU accuracy at the three thresholds of a top-box list against truth boxes.
@@ -147,6 +161,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
         "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": ev.truth.len(), "seconds": t0.elapsed().as_secs_f64(),
         "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m, "best_roi": best, "random_roi": random },
         "rois_per_image": top_n,
+        "top_box_area_over_truth": { "detector": area_ratio(&ev.detector_top, &ev.truth), "attention": area_ratio(&ev.attention_top, &ev.truth) },
         "text": ex, "word2vec": w2v, "detector_last_epoch": det_last, "attention_last_epoch": attn_last,
     });
     crate::weights::write_atomic(&a.out.join("demo.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -205,8 +220,25 @@ fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Pat
 pub fn table(r: &serde_json::Value) -> String {
     let row = |k: &str| r["iou_accuracy"][k].as_array().map(|a| a.iter().map(|v| format!("{:>6.3}", v.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join("  ")).unwrap_or_default();
     format!(
-        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\n",
+        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\n\ntop box area / truth area (geometric mean): detector {:.2}, attention {:.2}\n",
         r["held_out_with_pneumonia"], r["size"], r["size"], r["device"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(0.0), row("detector_top_box"), row("attention_top_box"),
-        r["rois_per_image"], row("best_roi"), row("random_roi")
+        r["rois_per_image"], row("best_roi"), row("random_roi"),
+        r["top_box_area_over_truth"]["detector"].as_f64().unwrap_or(f64::NAN), r["top_box_area_over_truth"]["attention"].as_f64().unwrap_or(f64::NAN)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_ratio_is_the_geometric_mean_against_the_most_overlapping_truth() {
+        let big = [0.0, 0.0, 0.4, 0.4];
+        let small = [0.0, 0.0, 0.2, 0.2];
+        let far = [0.6, 0.6, 0.8, 0.8];
+        assert!((area_ratio(&[big], &[vec![small]]) - 4.0).abs() < 1e-5);
+        // the second image's truth that overlaps its top box is `big`, not `far`
+        assert!((area_ratio(&[big, small], &[vec![small], vec![far, big]]) - 1.0).abs() < 1e-5);
+        assert!((area_ratio(&[small], &[vec![far, big]]) - 0.25).abs() < 1e-5);
+    }
 }

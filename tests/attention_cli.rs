@@ -116,4 +116,9 @@ fn demo_runs_end_to_end_and_prints_the_table() {
         assert!(attn[t] <= best[t] && random[t] <= best[t] && best[t] <= 1.0, "threshold {t}: attention {attn:?}, best {best:?}, random {random:?}");
     }
     assert!(r["held_out_with_pneumonia"].as_u64().unwrap() >= 1);
+    for k in ["detector", "attention"] {
+        let ratio = r["top_box_area_over_truth"][k].as_f64().unwrap();
+        assert!(ratio.is_finite() && ratio > 0.0, "{k} area ratio {ratio}");
+    }
+    assert!(stdout.contains("top box area / truth area"), "{stdout}");
 }
