@@ -11,10 +11,7 @@
 // `a_rows_fast` / `b_cols_fast` choose which index consecutive threads walk
 // when loading, to follow each operand's memory order.
 #pragma once
-#include "common.cuh"
-
-#define TILE_N 128
-#define TILE_K 8
+#include "tile_load.cuh"
 
 template <int TM, class LA, class LB, class ST>
 __device__ __forceinline__ void tile_gemm(int M, int N, int k_begin, int k_end, int m0, int n0,
@@ -25,31 +22,15 @@ __device__ __forceinline__ void tile_gemm(int M, int N, int k_begin, int k_end, 
     __shared__ __align__(16) float As[TILE_K][TM];
     __shared__ __align__(16) float Bs[TILE_K][TILE_N];
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    // Tile element q of this thread: row/col within the A and B tiles.
-#define AR(q) (a_rows_fast ? (tid + 256 * (q)) % TM : (tid + 256 * (q)) / TILE_K)
-#define AC(q) (a_rows_fast ? (tid + 256 * (q)) / TM : (tid + 256 * (q)) % TILE_K)
-#define BKK(q) (b_cols_fast ? (tid + 256 * (q)) / TILE_N : (tid + 256 * (q)) % TILE_K)
-#define BNN(q) (b_cols_fast ? (tid + 256 * (q)) % TILE_N : (tid + 256 * (q)) / TILE_K)
     float ra[AQ], rb[4];
-    auto fetch = [&](int k0) {
-#pragma unroll
-        for (int q = 0; q < AQ; q++) {
-            int r = m0 + AR(q), c = k0 + AC(q);
-            ra[q] = (r < M && c < k_end) ? la(r, c) : 0.0f;
-        }
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            int kk = k0 + BKK(q), nn = n0 + BNN(q);
-            rb[q] = (kk < k_end && nn < N) ? lb(kk, nn) : 0.0f;
-        }
-    };
+    auto fetch = [&](int k0) { tile_fetch<TM, AQ>(M, N, k0, k_end, m0, n0, a_rows_fast, b_cols_fast, la, lb, ra, rb); };
     fetch(k_begin);
     float acc[RM][8] = {};
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
 #pragma unroll
-        for (int q = 0; q < AQ; q++) As[AC(q)][AR(q)] = ra[q];
+        for (int q = 0; q < AQ; q++) As[TILE_AC(q)][TILE_AR(q)] = ra[q];
 #pragma unroll
-        for (int q = 0; q < 4; q++) Bs[BKK(q)][BNN(q)] = rb[q];
+        for (int q = 0; q < 4; q++) Bs[TILE_BK(q)][TILE_BN(q)] = rb[q];
         __syncthreads();
         if (k0 + TILE_K < k_end) fetch(k0 + TILE_K);
 #pragma unroll
@@ -70,10 +51,6 @@ __device__ __forceinline__ void tile_gemm(int M, int N, int k_begin, int k_end, 
         }
         __syncthreads();
     }
-#undef AR
-#undef AC
-#undef BKK
-#undef BNN
 #pragma unroll
     for (int i = 0; i < RM; i++) {
         int r = m0 + 64 * (i / 4) + ty * 4 + i % 4;

@@ -1,9 +1,9 @@
 // The tile engine of tile.cuh on TF32 tensor cores (opt-in: `--tf32`, as
-// PyTorch's default for cuDNN convolutions): the same loaders, stores, TM x
-// 128 tiles and 8-deep K-slices, but the slices are rounded to TF32 (10-bit
-// mantissa, to nearest, ties away) as they are staged in shared memory, and
-// each of the 8 warps multiplies its (TM/2) x 32 part with mma.sync m16n8k8,
-// accumulating in f32. Products of TF32 values are exact in f32, so the
+// PyTorch's default for cuDNN convolutions): the same slice loads
+// (tile_load.cuh), stores, TM x 128 tiles and 8-deep K-slices, but the
+// slices are rounded to TF32 (10-bit mantissa, to nearest, ties away) as
+// they are staged in shared memory, and each of the 8 warps multiplies its
+// (TM/2) x 32 part with mma.sync m16n8k8, accumulating in f32. Products of TF32 values are exact in f32, so the
 // result equals an f32 GEMM of TF32-rounded inputs up to summation order
 // (the test in tests/gpu.rs checks exactly that). Fragment layouts as in the
 // PTX ISA (m16n8k8, .tf32): g = lane / 4, t = lane % 4;
@@ -13,9 +13,8 @@
 // Shared rows are padded by 8 floats so that the fragment reads of a warp
 // hit 32 different banks.
 #pragma once
-#include "tile.cuh"
+#include "tile_load.cuh"
 
-#define TF_K 8
 #define TF_PAD 8
 
 __device__ __forceinline__ float to_tf32(float x) {
@@ -34,42 +33,27 @@ template <int TM, class LA, class LB, class ST>
 __device__ __forceinline__ void tile_gemm_tf32(int M, int N, int k_begin, int k_end, int m0, int n0,
                                                bool a_rows_fast, bool b_cols_fast, const LA& la, const LB& lb, const ST& st) {
     static_assert(TM == 64 || TM == 128, "tile rows");
-    constexpr int AQ = TM * TF_K / 256;  // A elements each thread stages per slice
-    constexpr int BQ = TILE_N * TF_K / 256;
+    constexpr int AQ = TM * TILE_K / 256;  // A elements each thread stages per slice
+    constexpr int BQ = TILE_N * TILE_K / 256;
     constexpr int MI = TM / 32;          // m16 tiles per warp (warps: 2 along M, 4 along N)
     constexpr int NI = 4;                // n8 tiles per warp
-    __shared__ float As[TF_K][TM + TF_PAD];
-    __shared__ float Bs[TF_K][TILE_N + TF_PAD];
+    __shared__ float As[TILE_K][TM + TF_PAD];
+    __shared__ float Bs[TILE_K][TILE_N + TF_PAD];
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, g = lane / 4, t = lane % 4;
     const int wm = warp / 4, wn = warp % 4;
-#define AR(q) (a_rows_fast ? (tid + 256 * (q)) % TM : (tid + 256 * (q)) / TF_K)
-#define AC(q) (a_rows_fast ? (tid + 256 * (q)) / TM : (tid + 256 * (q)) % TF_K)
-#define BKK(q) (b_cols_fast ? (tid + 256 * (q)) / TILE_N : (tid + 256 * (q)) % TF_K)
-#define BNN(q) (b_cols_fast ? (tid + 256 * (q)) % TILE_N : (tid + 256 * (q)) / TF_K)
     float ra[AQ], rb[BQ];
-    auto fetch = [&](int k0) {
-#pragma unroll
-        for (int q = 0; q < AQ; q++) {
-            int r = m0 + AR(q), c = k0 + AC(q);
-            ra[q] = (r < M && c < k_end) ? la(r, c) : 0.0f;
-        }
-#pragma unroll
-        for (int q = 0; q < BQ; q++) {
-            int kk = k0 + BKK(q), nn = n0 + BNN(q);
-            rb[q] = (kk < k_end && nn < N) ? lb(kk, nn) : 0.0f;
-        }
-    };
+    auto fetch = [&](int k0) { tile_fetch<TM, AQ>(M, N, k0, k_end, m0, n0, a_rows_fast, b_cols_fast, la, lb, ra, rb); };
     fetch(k_begin);
     float acc[MI][NI][4] = {};
-    for (int k0 = k_begin; k0 < k_end; k0 += TF_K) {
+    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
 #pragma unroll
-        for (int q = 0; q < AQ; q++) As[AC(q)][AR(q)] = to_tf32(ra[q]);
+        for (int q = 0; q < AQ; q++) As[TILE_AC(q)][TILE_AR(q)] = to_tf32(ra[q]);
 #pragma unroll
-        for (int q = 0; q < BQ; q++) Bs[BKK(q)][BNN(q)] = to_tf32(rb[q]);
+        for (int q = 0; q < BQ; q++) Bs[TILE_BK(q)][TILE_BN(q)] = to_tf32(rb[q]);
         __syncthreads();
-        if (k0 + TF_K < k_end) fetch(k0 + TF_K);
+        if (k0 + TILE_K < k_end) fetch(k0 + TILE_K);
 #pragma unroll
-        for (int ks = 0; ks < TF_K; ks += 8) {
+        for (int ks = 0; ks < TILE_K; ks += 8) {
             unsigned int a[MI][4], b[NI][2];
 #pragma unroll
             for (int mi = 0; mi < MI; mi++) {
@@ -92,10 +76,6 @@ __device__ __forceinline__ void tile_gemm_tf32(int M, int N, int k_begin, int k_
         }
         __syncthreads();
     }
-#undef AR
-#undef AC
-#undef BKK
-#undef BNN
 #pragma unroll
     for (int mi = 0; mi < MI; mi++)
 #pragma unroll
