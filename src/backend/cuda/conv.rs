@@ -9,7 +9,7 @@
 
 use super::{Cuda, THREADS};
 use crate::backend::Conv2d;
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
 /// Division by a fixed `d` as `(umulhi(n, mul) + n) >> shift`, exact for
@@ -24,12 +24,13 @@ pub struct FastDiv {
 }
 
 impl FastDiv {
-    pub fn new(d: u32) -> Self {
-        assert!(d >= 1 && d < 1 << 31, "FastDiv: divisor {d} out of range");
-        let shift = (0..32).find(|&s| (1u64 << s) >= d as u64).unwrap();
-        let mul = ((1u64 << 32) * ((1u64 << shift) - d as u64)) / d as u64 + 1;
-        assert!(mul <= u32::MAX as u64, "FastDiv: magic number of {d} does not fit 32 bits");
-        FastDiv { d, mul: mul as u32, shift }
+    pub fn new(d: i64) -> Result<Self> {
+        ensure!((1..1 << 31).contains(&d), "convolution index divisor {d} is outside 1..2^31 (shape too large)");
+        let d = d as u64;
+        // 2^shift >= d > 2^(shift-1), so the magic number fits 32 bits
+        let shift = 64 - (d - 1).leading_zeros();
+        let mul = ((1u64 << 32) * ((1u64 << shift) - d)) / d + 1;
+        Ok(FastDiv { d: d as u32, mul: mul as u32, shift })
     }
 
     /// The device's arithmetic, in 32-bit words as the GPU does it (for the test).
@@ -55,18 +56,18 @@ pub struct ConvDivs {
 }
 
 impl ConvDivs {
-    pub fn new(p: &Conv2d) -> Self {
-        let f = |v: i32| FastDiv::new(v as u32);
-        ConvDivs {
-            rs: f(p.r * p.s),
-            s: f(p.s),
-            ohw: f(p.oh * p.ow),
-            ow: f(p.ow),
-            hw: f(p.h * p.w),
-            w: f(p.w),
-            stride_h: f(p.stride_h),
-            stride_w: f(p.stride_w),
-        }
+    pub fn new(p: &Conv2d) -> Result<Self> {
+        let f = |a: i32, b: i32| FastDiv::new(a as i64 * b as i64);
+        Ok(ConvDivs {
+            rs: f(p.r, p.s)?,
+            s: f(p.s, 1)?,
+            ohw: f(p.oh, p.ow)?,
+            ow: f(p.ow, 1)?,
+            hw: f(p.h, p.w)?,
+            w: f(p.w, 1)?,
+            stride_h: f(p.stride_h, 1)?,
+            stride_w: f(p.stride_w, 1)?,
+        })
     }
 }
 
@@ -112,7 +113,7 @@ impl Cuda {
             (_, false) => self.f("conv2d_fwd")?,
             (_, true) => self.f("conv2d_fwd_tf32")?,
         };
-        let divs = ConvDivs::new(p);
+        let divs = ConvDivs::new(p)?;
         let null: u64 = 0;
         let mut b = self.stream().launch_builder(f);
         b.arg(p).arg(&divs).arg(x).arg(w);
@@ -138,7 +139,7 @@ impl Cuda {
             (_, false) => self.f("conv2d_dgrad")?,
             (_, true) => self.f("conv2d_dgrad_tf32")?,
         };
-        let divs = ConvDivs::new(p);
+        let divs = ConvDivs::new(p)?;
         let mut b = self.stream().launch_builder(f);
         b.arg(p).arg(&divs).arg(gy).arg(w).arg(&mut gx);
         // SAFETY: lengths checked against the convolution's shapes.
@@ -165,7 +166,7 @@ impl Cuda {
             (_, false) => self.f("conv2d_wgrad")?,
             (_, true) => self.f("conv2d_wgrad_tf32")?,
         };
-        let divs = ConvDivs::new(p);
+        let divs = ConvDivs::new(p)?;
         let mut b = self.stream().launch_builder(f);
         b.arg(p).arg(&divs).arg(x).arg(gy).arg(&mut partial).arg(&s32).arg(&c32);
         // SAFETY: lengths checked; partial holds splits * w_len elements.
@@ -192,7 +193,7 @@ mod tests {
         divisors.extend([7 * 7, 16_384, 65_536, 262_144, 1 << 20, (1 << 30) + 3, (1 << 31) - 1]);
         divisors.extend((0..200).map(|_| 1 + (rng.next_u64() % (1 << 31)) as u32 % ((1 << 31) - 1)));
         for &d in &divisors {
-            let f = FastDiv::new(d);
+            let f = FastDiv::new(d as i64).unwrap();
             let mut ns: Vec<u32> = vec![0, 1, d - 1, d, d + 1, (1 << 31) - 1, (1 << 31) - 2];
             ns.extend((1..40u32).map(|k| k.saturating_mul(d).min((1 << 31) - 1)));
             ns.extend((1..40u32).map(|k| k.saturating_mul(d).saturating_sub(1).min((1 << 31) - 1)));
@@ -201,6 +202,14 @@ mod tests {
                 assert_eq!(f.div(n), n / d, "{n} / {d} (mul {}, shift {})", f.mul, f.shift);
             }
         }
+    }
+
+    #[test]
+    fn a_divisor_out_of_range_is_an_error() {
+        assert!(FastDiv::new(0).is_err());
+        assert!(FastDiv::new(1 << 31).is_err());
+        assert_eq!(FastDiv::new(1).unwrap().shift, 0);
+        assert_eq!(FastDiv::new((1 << 31) - 1).unwrap().shift, 31);
     }
 
     #[test]
