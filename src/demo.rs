@@ -159,7 +159,8 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let (best, random) = ev.roi_bounds();
     let report = json!({
         "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": ev.truth.len(), "seconds": t0.elapsed().as_secs_f64(),
-        "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m, "best_roi": best, "random_roi": random },
+        "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m, "best_roi": best, "random_roi": random,
+            "alpha_times_score_top_box": iou_accuracy(&ev.combined_top, &ev.truth) },
         "rois_per_image": top_n,
         "top_box_area_over_truth": { "detector": area_ratio(&ev.detector_top, &ev.truth), "attention": area_ratio(&ev.attention_top, &ev.truth) },
         "text": ex, "word2vec": w2v, "detector_last_epoch": det_last, "attention_last_epoch": attn_last,
@@ -175,6 +176,9 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
 struct Evaluation {
     detector_top: Vec<BoxF>,
     attention_top: Vec<BoxF>,
+    /// The ROI with the highest alpha x detector score (a diagnostic: does
+    /// alpha add to the detector's ranking?).
+    combined_top: Vec<BoxF>,
     truth: Vec<Vec<BoxF>>,
     roi_ious: Vec<Vec<f32>>,
 }
@@ -200,7 +204,7 @@ impl Evaluation {
 fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Path, test: &[crate::data::synth::Phantom]) -> Result<Evaluation> {
     let (head, meta, det, det_meta) = load_bundle(b, bundle)?;
     let bn = FrozenBn::from_params(b, &det, 1e-5)?;
-    let (mut dt, mut at, mut truth, mut roi_ious) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut dt, mut at, mut ct, mut truth, mut roi_ious) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in test.iter().filter(|p| !p.opacities.is_empty()) {
         let path = crate::data::rsna::find_image(images, &p.id).with_context(|| format!("no image for {}", p.id))?;
         let img = load(&path)?;
@@ -208,21 +212,24 @@ fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Pat
         let pred = &predict(b, &head, &meta, &rois, 0.5, 1)?[0];
         let (w, h) = (img.width as f32, img.height as f32);
         let t: Vec<BoxF> = p.opacities.iter().map(|o| [o.bbox[0] / w, o.bbox[1] / h, o.bbox[2] / w, o.bbox[3] / h]).collect();
-        roi_ious.push(rois[0].pos.boxes().iter().map(|r| best_iou(r, &t)).collect());
+        let (boxes, s) = (rois[0].pos.boxes(), &rois[0].pos.s);
+        roi_ious.push(boxes.iter().map(|r| best_iou(r, &t)).collect());
+        let j = (0..s.len()).max_by(|&x, &y| (pred.alpha_all[x] * s[x]).total_cmp(&(pred.alpha_all[y] * s[y]))).unwrap_or(0);
+        ct.push(boxes[j]);
         dt.push(pred.detector_top);
         at.push(pred.boxes[0]);
         truth.push(t);
     }
-    Ok(Evaluation { detector_top: dt, attention_top: at, truth, roi_ious })
+    Ok(Evaluation { detector_top: dt, attention_top: at, combined_top: ct, truth, roi_ious })
 }
 
 /// The demo's table as text.
 pub fn table(r: &serde_json::Value) -> String {
     let row = |k: &str| r["iou_accuracy"][k].as_array().map(|a| a.iter().map(|v| format!("{:>6.3}", v.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join("  ")).unwrap_or_default();
     format!(
-        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\n\ntop box area / truth area (geometric mean): detector {:.2}, attention {:.2}\n",
+        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\nalpha x score top    {}\n\ntop box area / truth area (geometric mean): detector {:.2}, attention {:.2}\n",
         r["held_out_with_pneumonia"], r["size"], r["size"], r["device"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(0.0), row("detector_top_box"), row("attention_top_box"),
-        r["rois_per_image"], row("best_roi"), row("random_roi"),
+        r["rois_per_image"], row("best_roi"), row("random_roi"), row("alpha_times_score_top_box"),
         r["top_box_area_over_truth"]["detector"].as_f64().unwrap_or(f64::NAN), r["top_box_area_over_truth"]["attention"].as_f64().unwrap_or(f64::NAN)
     )
 }

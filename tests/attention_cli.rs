@@ -109,11 +109,11 @@ fn demo_runs_end_to_end_and_prints_the_table() {
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo.json")).unwrap()).unwrap();
     assert_eq!(r["rois_per_image"], 20);
     let acc = |k: &str| -> Vec<f64> { r["iou_accuracy"][k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
-    let (attn, best, random) = (acc("attention_top_box"), acc("best_roi"), acc("random_roi"));
+    let (attn, best, random, combined) = (acc("attention_top_box"), acc("best_roi"), acc("random_roi"), acc("alpha_times_score_top_box"));
     assert_eq!(attn.len(), 3);
     // the attention model's top box is one of the ROIs: it cannot beat the best of them, nor can a random one
     for t in 0..3 {
-        assert!(attn[t] <= best[t] && random[t] <= best[t] && best[t] <= 1.0, "threshold {t}: attention {attn:?}, best {best:?}, random {random:?}");
+        assert!(attn[t] <= best[t] && random[t] <= best[t] && combined[t] <= best[t] && best[t] <= 1.0, "threshold {t}: attention {attn:?}, best {best:?}, random {random:?}, alpha x score {combined:?}");
     }
     assert!(r["held_out_with_pneumonia"].as_u64().unwrap() >= 1);
     for k in ["detector", "attention"] {

@@ -56,6 +56,9 @@ pub struct Prediction {
     pub probs: Vec<f32>,
     /// The detector's own top box (highest score), [0, 1] coordinates.
     pub detector_top: BoxF,
+    /// Alpha of every ROI of the set, in the set's order (for evaluation).
+    #[serde(skip)]
+    pub alpha_all: Vec<f32>,
 }
 
 /// Alpha and attribute probabilities of the positive ROI sets of `rois`.
@@ -81,6 +84,7 @@ pub fn predict<B: Backend>(b: &B, head: &ParamSet<B>, meta: &AttnMeta, rois: &[I
             score: keep.iter().map(|&j| x.pos.s[j]).collect(),
             probs: pr[i * k..(i + 1) * k].to_vec(),
             detector_top: boxes[0],
+            alpha_all: a.to_vec(),
         }
     }).collect())
 }
