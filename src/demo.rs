@@ -126,9 +126,11 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     crate::weights::write_atomic(&text.join("attributes_train.jsonl"), train_attrs.as_bytes())?;
 
     stage("3/7 word2vec on the reports");
+    // One thread: Hogwild threads make the vectors, and so the attention
+    // model, differ from run to run; the demo's corpus takes a second anyway.
     let w2v = word2vec(&device, &Word2vecArgs {
         corpus: data.join("reports"), out: text.join("w2v.safetensors"), dim: 200, window: 5, negative: 5, sample: 1e-3, min_count: 5,
-        epochs: 20, alpha: 0.025, threads: None, seed: a.seed, negatives_within_attributes: false, attributes: None, json: true, dump_corpus: None,
+        epochs: 20, alpha: 0.025, threads: Some(1), seed: a.seed, negatives_within_attributes: false, attributes: None, json: true, dump_corpus: None,
     })?;
 
     stage(&format!("4/7 detector, {det_steps} steps"));
