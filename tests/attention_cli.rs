@@ -121,4 +121,12 @@ fn demo_runs_end_to_end_and_prints_the_table() {
         assert!(ratio.is_finite() && ratio > 0.0, "{k} area ratio {ratio}");
     }
     assert!(stdout.contains("top box area / truth area"), "{stdout}");
+    // the same command again: the CPU demo is reproducible (word2vec on one thread)
+    let again = tempfile::tempdir().unwrap();
+    ok(engine().args(["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--out"]).arg(again.path()));
+    let r2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.path().join("demo.json")).unwrap()).unwrap();
+    for k in ["iou_accuracy", "top_box_area_over_truth"] {
+        assert_eq!(r[k], r2[k], "{k} differs between two runs of the same demo");
+    }
+    assert_eq!(r["attention_last_epoch"]["train_loss"], r2["attention_last_epoch"]["train_loss"]);
 }
