@@ -54,6 +54,12 @@ pub struct DemoArgs {
     /// Dropout on the attention model's classifier while training.
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f32,
+    /// Boxes are scarce, reports plentiful (the method's premise): train the
+    /// detector on the boxes of only this many training phantoms; the
+    /// attention model still learns from every training phantom's report.
+    /// Default: all of them.
+    #[arg(long)]
+    pub boxed: Option<usize>,
     /// Share of phantoms held out for the final table.
     #[arg(long, default_value_t = 0.2)]
     pub test_split: f64,
@@ -90,6 +96,19 @@ pub fn area_ratio(top: &[BoxF], truth: &[Vec<BoxF>]) -> f64 {
     (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp()
 }
 
+/// How many different boxes a list holds, boxes with IoU >= 0.9 counting as
+/// one: a model that picks by position rather than by the image returns the
+/// same few boxes for many images.
+pub fn distinct_boxes(boxes: &[BoxF]) -> usize {
+    let mut seen: Vec<BoxF> = Vec::new();
+    for b in boxes {
+        if !seen.iter().any(|s| iou(s, b) >= 0.9) {
+            seen.push(*b);
+        }
+    }
+    seen.len()
+}
+
 /// IoU accuracy at the three thresholds of a top-box list against truth boxes.
 pub fn iou_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
     let best: Vec<f32> = top.iter().zip(truth).map(|(b, t)| best_iou(b, t)).collect();
@@ -114,7 +133,8 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let train_ids: Vec<String> = phantoms[..count - n_test].iter().map(|p| p.id.clone()).collect();
     let test = &phantoms[count - n_test..];
     let labels = std::fs::read_to_string(data.join("labels.csv"))?;
-    let train_labels: String = labels.lines().enumerate().filter(|(i, l)| *i == 0 || train_ids.iter().any(|id| l.starts_with(&format!("{id},")))).map(|(_, l)| format!("{l}\n")).collect();
+    let boxed = &train_ids[..a.boxed.unwrap_or(usize::MAX).min(train_ids.len())];
+    let train_labels: String = labels.lines().enumerate().filter(|(i, l)| *i == 0 || boxed.iter().any(|id| l.starts_with(&format!("{id},")))).map(|(_, l)| format!("{l}\n")).collect();
     crate::weights::write_atomic(&data.join("labels_train.csv"), train_labels.as_bytes())?;
 
     stage("2/7 attributes from the reports");
@@ -135,7 +155,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
 
     stage(&format!("4/7 detector, {det_steps} steps"));
     let batch = 8;
-    let steps_per_epoch = (count - n_test).div_ceil(batch).min(50);
+    let steps_per_epoch = boxed.len().div_ceil(batch).min(50);
     let det_out = a.out.join("detector");
     let det_args = TrainArgs {
         images: data.join("images"), labels: data.join("labels_train.csv"), out: det_out.clone(), size, epochs: det_steps.div_ceil(steps_per_epoch),
@@ -163,8 +183,10 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
         "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": ev.truth.len(), "seconds": t0.elapsed().as_secs_f64(),
         "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m, "best_roi": best, "random_roi": random,
             "alpha_times_score_top_box": iou_accuracy(&ev.combined_top, &ev.truth) },
-        "rois_per_image": top_n,
+        "rois_per_image": top_n, "boxed_training_phantoms": boxed.len(),
         "top_box_area_over_truth": { "detector": area_ratio(&ev.detector_top, &ev.truth), "attention": area_ratio(&ev.attention_top, &ev.truth) },
+        "distinct_top_boxes": { "detector": distinct_boxes(&ev.detector_top), "attention": distinct_boxes(&ev.attention_top),
+            "truth": distinct_boxes(&ev.truth.iter().filter_map(|t| t.first().copied()).collect::<Vec<_>>()) },
         "text": ex, "word2vec": w2v, "detector_last_epoch": det_last, "attention_last_epoch": attn_last,
     });
     crate::weights::write_atomic(&a.out.join("demo.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -229,10 +251,11 @@ fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Pat
 pub fn table(r: &serde_json::Value) -> String {
     let row = |k: &str| r["iou_accuracy"][k].as_array().map(|a| a.iter().map(|v| format!("{:>6.3}", v.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join("  ")).unwrap_or_default();
     format!(
-        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\nalpha x score top    {}\n\ntop box area / truth area (geometric mean): detector {:.2}, attention {:.2}\n",
+        "held-out phantoms with pneumonia: {} ({}x{}, {}), {:.0} s\n\nIoU accuracy          @0.25   @0.5  @0.75\ndetector top box     {}\nattention top box    {}\n\nfor context, over the {} ROIs the attention model ranks:\nbest ROI (bound)     {}\nrandom ROI (mean)    {}\nalpha x score top    {}\n\ntop box area / truth area (geometric mean): detector {:.2}, attention {:.2}\ndistinct top boxes (IoU < 0.9 to one another): detector {}, attention {}, truth {}\n",
         r["held_out_with_pneumonia"], r["size"], r["size"], r["device"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(0.0), row("detector_top_box"), row("attention_top_box"),
         r["rois_per_image"], row("best_roi"), row("random_roi"), row("alpha_times_score_top_box"),
-        r["top_box_area_over_truth"]["detector"].as_f64().unwrap_or(f64::NAN), r["top_box_area_over_truth"]["attention"].as_f64().unwrap_or(f64::NAN)
+        r["top_box_area_over_truth"]["detector"].as_f64().unwrap_or(f64::NAN), r["top_box_area_over_truth"]["attention"].as_f64().unwrap_or(f64::NAN),
+        r["distinct_top_boxes"]["detector"], r["distinct_top_boxes"]["attention"], r["distinct_top_boxes"]["truth"]
     )
 }
 
@@ -249,5 +272,15 @@ mod tests {
         // the second image's truth that overlaps its top box is `big`, not `far`
         assert!((area_ratio(&[big, small], &[vec![small], vec![far, big]]) - 1.0).abs() < 1e-5);
         assert!((area_ratio(&[small], &[vec![far, big]]) - 0.25).abs() < 1e-5);
+    }
+
+    #[test]
+    fn distinct_boxes_merges_near_copies_only() {
+        let a = [0.2, 0.2, 0.4, 0.4];
+        let a_shifted = [0.201, 0.2, 0.401, 0.4]; // IoU 0.99 with a
+        let half_over = [0.3, 0.2, 0.5, 0.4]; // IoU 1/3 with a
+        assert_eq!(distinct_boxes(&[]), 0);
+        assert_eq!(distinct_boxes(&[a, a_shifted, a]), 1);
+        assert_eq!(distinct_boxes(&[a, half_over, a_shifted, half_over]), 2);
     }
 }

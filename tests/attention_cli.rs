@@ -104,10 +104,18 @@ fn a_killed_run_resumes_and_a_non_finite_loss_stops() {
 #[test]
 fn demo_runs_end_to_end_and_prints_the_table() {
     let dir = tempfile::tempdir().unwrap();
-    let (stdout, _) = ok(engine().args(["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--out"]).arg(dir.path()));
+    // boxes for 12 of the 24 training phantoms only (6 of the 30 are held out)
+    let args = ["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--boxed", "12", "--out"];
+    let (stdout, _) = ok(engine().args(args).arg(dir.path()));
     assert!(stdout.contains("IoU accuracy") && stdout.contains("detector top box") && stdout.contains("attention top box") && stdout.contains("best ROI"), "{stdout}");
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo.json")).unwrap()).unwrap();
     assert_eq!(r["rois_per_image"], 20);
+    assert_eq!(r["boxed_training_phantoms"], 12);
+    let labels = std::fs::read_to_string(dir.path().join("data/labels_train.csv")).unwrap();
+    let ids: std::collections::BTreeSet<&str> = labels.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    assert_eq!(ids.len(), 12, "the detector's labels hold 12 phantoms: {ids:?}");
+    let attrs = std::fs::read_to_string(dir.path().join("text/attributes_train.jsonl")).unwrap();
+    assert_eq!(attrs.lines().count(), 24, "the attention model still reads every training report");
     let acc = |k: &str| -> Vec<f64> { r["iou_accuracy"][k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
     let (attn, best, random, combined) = (acc("attention_top_box"), acc("best_roi"), acc("random_roi"), acc("alpha_times_score_top_box"));
     assert_eq!(attn.len(), 3);
@@ -120,12 +128,14 @@ fn demo_runs_end_to_end_and_prints_the_table() {
         let ratio = r["top_box_area_over_truth"][k].as_f64().unwrap();
         assert!(ratio.is_finite() && ratio > 0.0, "{k} area ratio {ratio}");
     }
-    assert!(stdout.contains("top box area / truth area"), "{stdout}");
+    assert!(stdout.contains("top box area / truth area") && stdout.contains("distinct top boxes"), "{stdout}");
+    let distinct = |k: &str| r["distinct_top_boxes"][k].as_u64().unwrap();
+    assert!((1..=r["held_out_with_pneumonia"].as_u64().unwrap()).contains(&distinct("attention")) && distinct("detector") >= 1 && distinct("truth") >= 1);
     // the same command again: the CPU demo is reproducible (word2vec on one thread)
     let again = tempfile::tempdir().unwrap();
-    ok(engine().args(["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--out"]).arg(again.path()));
+    ok(engine().args(args).arg(again.path()));
     let r2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.path().join("demo.json")).unwrap()).unwrap();
-    for k in ["iou_accuracy", "top_box_area_over_truth"] {
+    for k in ["iou_accuracy", "top_box_area_over_truth", "distinct_top_boxes"] {
         assert_eq!(r[k], r2[k], "{k} differs between two runs of the same demo");
     }
     assert_eq!(r["attention_last_epoch"]["train_loss"], r2["attention_last_epoch"]["train_loss"]);
