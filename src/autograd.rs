@@ -607,20 +607,26 @@ impl<B: Backend> Graph<B> {
                     acc(&mut slots, *x, gx)?;
                 }
                 Op::Binary(x, y, op, l) => {
-                    for (input, other, is_b) in [(*x, *y, false), (*y, *x, true)] {
-                        if !need(input) {
-                            continue;
-                        }
+                    let mut wanted: Vec<(Var, Var, bool)> = [(*x, *y, false), (*y, *x, true)].into_iter().filter(|&(v, _, _)| need(v)).collect();
+                    // broadcast inputs first, so that the last input of full size can take the gradient over
+                    wanted.sort_by_key(|&(_, _, is_b)| l.reduce_for(is_b).red_numel() <= 1);
+                    let mut gy = Some(gy);
+                    for (i, &(input, other, is_b)) in wanted.iter().enumerate() {
+                        let last = i + 1 == wanted.len();
+                        let r = l.reduce_for(is_b);
+                        let reduce = |g: B::Buf| if r.red_numel() > 1 { b.reduce_broadcast(&g, &r) } else { Ok(g) };
+                        let g_out = gy.as_ref().expect("taken only by the last input");
                         // d(a+b)/da = 1, d(a*b)/da = b; then sum over what `input` was broadcast along.
                         let g = match op {
-                            Binary::Add => b.copy(&gy)?,
+                            // a bias reads the output gradient directly; the last full-size input takes it over
+                            Binary::Add if r.red_numel() > 1 => b.reduce_broadcast(g_out, &r)?,
+                            Binary::Add if last => gy.take().expect("present until the last input"),
+                            Binary::Add => b.copy(g_out)?,
                             Binary::Mul => {
                                 let (lo, _) = Broadcast::new(&node.value.shape, self.shape(other))?;
-                                b.binary(Binary::Mul, &gy, val(other), &lo)?
+                                reduce(b.binary(Binary::Mul, g_out, val(other), &lo)?)?
                             }
                         };
-                        let r = l.reduce_for(is_b);
-                        let g = if r.red_numel() > 1 { b.reduce_broadcast(&g, &r)? } else { g };
                         acc(&mut slots, input, g)?;
                     }
                 }
