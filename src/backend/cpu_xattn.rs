@@ -7,6 +7,7 @@
 
 use super::cpu::Real;
 use super::XAttn;
+use rayon::prelude::*;
 
 /// Forward quantities of one sample.
 struct Fwd<T> {
@@ -97,17 +98,17 @@ fn counts<T: Real>(mask: &[T]) -> T {
 /// `[2B]`: S_roi of every sample, then S_text of every sample.
 pub fn cross_attention<T: Real>(p: &XAttn, phi: &[T], alpha: &[T], m: &[T], mask: &[T]) -> Vec<T> {
     let (b, n, mm, d) = (p.b as usize, p.n as usize, p.m as usize, p.d as usize);
-    let mut out = vec![T::zero(); 2 * b];
-    for s in 0..b {
+    // samples are independent: one per thread
+    let per_sample: Vec<(T, T)> = (0..b).into_par_iter().map(|s| {
         let (ph, al, ms, mk) = (&phi[s * n * d..(s + 1) * n * d], &alpha[s * n..(s + 1) * n], &m[s * mm * d..(s + 1) * mm * d], &mask[s * mm..(s + 1) * mm]);
         let f = forward(p, ph, al, ms, mk);
         let mut scratch = vec![T::zero(); d];
         let r_roi: T = (0..n).map(|i| cos_grad(&f.big_b[i * d..(i + 1) * d], &ph[i * d..(i + 1) * d], T::zero(), &mut scratch)).sum();
         let r_text: T = (0..mm).map(|j| mk[j] * cos_grad(&f.big_a[j * d..(j + 1) * d], &ms[j * d..(j + 1) * d], T::zero(), &mut scratch)).sum();
-        out[s] = r_roi / T::of(n as f64);
-        out[b + s] = r_text / counts(mk);
-    }
-    out
+        (r_roi / T::of(n as f64), r_text / counts(mk))
+    }).collect();
+    let (s_roi, s_text): (Vec<T>, Vec<T>) = per_sample.into_iter().unzip();
+    [s_roi, s_text].concat()
 }
 
 /// Gradients of phi `[B, N, d]` and alpha `[B, N]` for upstream `g` `[2B]`.
@@ -116,10 +117,9 @@ pub fn cross_attention_backward<T: Real>(p: &XAttn, phi: &[T], alpha: &[T], m: &
     let e = T::of(1e-8);
     let (la, lb, slope) = (T::of(p.lambda_a as f64), T::of(p.lambda_b as f64), T::of(p.slope as f64));
     let (mut gphi, mut galpha) = (vec![T::zero(); b * n * d], vec![T::zero(); b * n]);
-    for s in 0..b {
+    // samples are independent: one per thread, each writing its own slices
+    gphi.par_chunks_mut((n * d).max(1)).zip(galpha.par_chunks_mut(n.max(1))).enumerate().for_each(|(s, (gp, ga))| {
         let (phs, al, ms, mk) = (&phi[s * n * d..(s + 1) * n * d], &alpha[s * n..(s + 1) * n], &m[s * mm * d..(s + 1) * mm * d], &mask[s * mm..(s + 1) * mm]);
-        let gp = &mut gphi[s * n * d..(s + 1) * n * d];
-        let ga = &mut galpha[s * n..(s + 1) * n];
         let f = forward(p, phs, al, ms, mk);
         let (g_roi, g_text) = (g[s] / T::of(n as f64), g[b + s] / counts(mk));
         // r_roi_i = cos(B_i, phi_i): to B_i and (directly) phi_i; then b_ij = m_j . g_B_i
@@ -199,6 +199,6 @@ pub fn cross_attention_backward<T: Real>(p: &XAttn, phi: &[T], alpha: &[T], m: &
                 gp[i * d + q] = gp[i * d + q] + g_ph[q] / (pn + e) - phs[i * d + q] * k;
             }
         }
-    }
+    });
     (gphi, galpha)
 }
