@@ -296,15 +296,27 @@ impl<T: Real> Backend for Cpu<T> {
     }
 
     fn binary(&self, op: Binary, a: &Vec<T>, b: &Vec<T>, l: &Broadcast) -> Result<Vec<T>> {
-        let f = |o: usize| {
-            let (ia, ib) = l.offsets(o);
-            match op {
-                Binary::Add => a[ia] + b[ib],
-                Binary::Mul => a[ia] * b[ib],
+        let n = l.out_numel();
+        let last = l.rank as usize - 1;
+        let inner = l.out_dims[last] as usize;
+        if n == 0 || inner == 0 {
+            return Ok(Vec::new());
+        }
+        // Offsets once per row of the last axis; along it each input steps by 1 or 0 (broadcast).
+        let (sa, sb) = (l.a_strides[last] as usize, l.b_strides[last] as usize);
+        let row = |(r, out): (usize, &mut [T])| {
+            let (ia, ib) = l.offsets(r * inner);
+            for (k, v) in out.iter_mut().enumerate() {
+                let (x, y) = (a[ia + k * sa], b[ib + k * sb]);
+                *v = match op {
+                    Binary::Add => x + y,
+                    Binary::Mul => x * y,
+                };
             }
         };
-        let n = l.out_numel();
-        Ok(if n >= PAR_MIN { (0..n).into_par_iter().map(f).collect() } else { (0..n).map(f).collect() })
+        let mut y = vec![T::zero(); n];
+        if n >= PAR_MIN { y.par_chunks_mut(inner).enumerate().for_each(row) } else { y.chunks_mut(inner).enumerate().for_each(row) }
+        Ok(y)
     }
 
     fn reduce_broadcast(&self, g: &Vec<T>, l: &ReduceLayout) -> Result<Vec<T>> {
