@@ -139,4 +139,10 @@ fn demo_runs_end_to_end_and_prints_the_table() {
         assert_eq!(r[k], r2[k], "{k} differs between two runs of the same demo");
     }
     assert_eq!(r["attention_last_epoch"]["train_loss"], r2["attention_last_epoch"]["train_loss"]);
+    // no boxes at all: a message before any work, nothing written
+    let none = tempfile::tempdir().unwrap();
+    let out = engine().args(["demo", "--boxed", "0", "--out"]).arg(none.path().join("demo")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--boxed 0"), "{err}");
+    assert!(!none.path().join("demo").exists());
 }
