@@ -20,6 +20,7 @@ pub mod params;
 pub mod progress;
 pub mod rng;
 pub mod shape;
+pub mod tensor;
 pub mod text;
 pub mod weights;
 
@@ -28,5 +29,6 @@ pub mod kernels {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 }
 
-pub use autograd::{Graph, Tensor, Var};
+pub use autograd::{Graph, Var};
+pub use tensor::Tensor;
 pub use backend::{cpu::Cpu, cuda::Cuda, device::Device, Backend};

@@ -1,7 +1,7 @@
 //! Named parameters (torchvision's names, so weights move between PyTorch and
 //! the engine), their accumulated gradients, and gradient-norm clipping.
 
-use crate::autograd::Tensor;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::shape::numel;
 use anyhow::{anyhow, ensure, Result};

@@ -3,7 +3,7 @@
 //! f16 or bf16 atomically (temporary file, fsync, rename). Every error names
 //! the file.
 
-use crate::autograd::Tensor;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::params::ParamSet;
 use anyhow::{bail, Context, Result};

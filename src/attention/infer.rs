@@ -7,7 +7,8 @@
 use super::model::{infer as head_infer, Head, Rois};
 use super::rois::{extract_batch, ImageRois, FEATURE_DIM};
 use super::train::{load_bundle, AttnMeta};
-use crate::autograd::{Graph, Tensor};
+use crate::autograd::Graph;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::data::image::{load_or_skip, Gray};
 use crate::detect::boxes::BoxF;

@@ -11,7 +11,8 @@
 //!   (S_roi, S_text) = cross-attention(phi, alpha, m, mask) [B], [B]
 //!   L = mean_b [beta - S_roi(I,T) + S_roi(In,T)]_+ + [beta - S_text(I,T) + S_text(I,Tn)]_+  (+ BCE)
 
-use crate::autograd::{Graph, Tensor, Var};
+use crate::autograd::{Graph, Var};
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::params::ParamSet;
 use crate::rng::Rng;

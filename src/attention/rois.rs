@@ -6,7 +6,8 @@
 //! Cached once as safetensors shards (f16) with an index, so every epoch
 //! reuses them and an interrupted extraction resumes where it stopped.
 
-use crate::autograd::{Graph, Tensor};
+use crate::autograd::Graph;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::data::image::{load_or_skip, to_input, Gray};
 use crate::detect::boxes::{area, BoxCoder, BoxF};

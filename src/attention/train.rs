@@ -8,7 +8,8 @@
 use super::data::{join, macro_auc, make_batch, read_attributes, split_by_patient, AttributeVectors, HostBatch, Sample};
 use super::model::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois, Variant};
 use super::rois::{extract_all, load_all, FEATURE_DIM};
-use crate::autograd::{Graph, Tensor};
+use crate::autograd::Graph;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::detector::checkpoint::{load_model, ModelMeta};
 use crate::optim::Optimizer;

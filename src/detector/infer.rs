@@ -4,7 +4,8 @@
 //! with `--draw` as PNG overlays. Unreadable files are skipped and reported.
 
 use super::checkpoint::load_model;
-use crate::autograd::{Graph, Tensor};
+use crate::autograd::Graph;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::data::image::{load_or_skip, to_input, EXTENSIONS};
 use crate::detect::postprocess::PostProcess;

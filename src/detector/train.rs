@@ -6,7 +6,8 @@
 
 use super::checkpoint::{load_checkpoint, save_checkpoint, save_model, ModelMeta, Resume};
 use super::dataset::{load_batch, samples, split, Sample};
-use crate::autograd::{Graph, Tensor};
+use crate::autograd::Graph;
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::data::rsna::read_labels;
 use crate::detect::boxes::iou;

@@ -5,7 +5,8 @@
 pub mod resnet;
 pub mod retinanet;
 
-use crate::autograd::{Graph, Tensor, Var};
+use crate::autograd::{Graph, Var};
+use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::params::ParamSet;
 use crate::rng::Rng;

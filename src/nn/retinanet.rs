@@ -5,7 +5,8 @@
 //! Parameter names are torchvision's state-dict names.
 
 use super::{add, kaiming_uniform_a1, normal, resnet, BnBatchStats, BnMode, FrozenBn, Net};
-use crate::autograd::{Graph, Tensor, Var};
+use crate::autograd::{Graph, Var};
+use crate::tensor::Tensor;
 use crate::backend::{Backend, BoxLoss};
 use crate::detect::anchors::{anchors_for, ASPECT_RATIOS};
 use crate::detect::boxes::{BoxCoder, BoxF};
