@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::attention::model::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois};
 use engine::autograd::{Graph, Tensor};
-use engine::backend::Backend;
+use engine::backend::prelude::*;
 use engine::optim::Optimizer;
 use engine::params::ParamSet;
 use engine::rng::Rng;

@@ -11,7 +11,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::autograd::{Graph, Tensor};
-use engine::backend::{Backend, Conv2d};
+use engine::backend::prelude::*;
+use engine::backend::Conv2d;
 use engine::nn::retinanet::{anchors, forward, init_params, losses, RetinaConfig, Target};
 use engine::nn::{resnet, update_running_stats, BnMode, FrozenBn, Net};
 use engine::optim::Optimizer;

@@ -8,7 +8,8 @@
 //! square matrix products.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::backend::{Adam, Backend, Binary, Gemm, Unary};
+use engine::backend::prelude::*;
+use engine::backend::{Adam, Binary, Gemm, Unary};
 use engine::rng::Rng;
 use engine::shape::{AxisLayout, Broadcast};
 use engine::{Cpu, Cuda};

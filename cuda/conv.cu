@@ -7,7 +7,7 @@
 //   weight   gw[k, crs] = sum_{(n,p)} gy[n,k,p] * x_col[crs, (n,p)]   M=Kg, N=Cg*RS,   K=n*oh*ow
 // The data gradient gathers gy at oh = (ih + pad - r*dil) / stride where
 // that divides exactly. The weight gradient splits its long reduction over
-// grid z (partials summed in a fixed order by conv2d_wgrad_sum).
+// grid z (partials summed in a fixed order by reduce_broadcast_sum in elementwise.cu).
 // Index divisions use FastDiv (a multiply-high and a shift instead of the
 // ~20 instructions of a division by a variable). Every kernel has four
 // entries: 128- or 64-row tiles (`_m64`, for GEMMs of at most 64 rows), on
@@ -118,11 +118,3 @@ CONV_ENTRIES(, 128, false)
 CONV_ENTRIES(_m64, 64, false)
 CONV_ENTRIES(_tf32, 128, true)
 CONV_ENTRIES(_m64_tf32, 64, true)
-
-extern "C" __global__ void conv2d_wgrad_sum(const float* partial, float* gw, long long n, int splits) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float s = 0.0f;
-    for (int k = 0; k < splits; k++) s += partial[k * n + i];
-    gw[i] = s;
-}

@@ -23,3 +23,13 @@ extern "C" __global__ void axis_copy(const float* src, float* dst, int outer, in
         if (to_big) dst[big] = src[i]; else dst[i] = src[big];
     }
 }
+
+// Row i of y = line lines[i] (o * inner + k) of the [outer, n, inner] view of x.
+extern "C" __global__ void gather_lines(const float* x, float* y, const unsigned int* lines, int count, int n, int inner) {
+    long long total = (long long)count * n;
+    for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
+        long long i = t / n, j = t % n;
+        long long line = lines[i], o = line / inner, k = line % inner;
+        y[t] = x[(o * n + j) * inner + k];
+    }
+}

@@ -5,16 +5,15 @@
 //! attention model's top box, side by side. Small on the CPU (minutes), the
 //! full size on a GPU.
 
-use crate::attention::infer::predict;
-use crate::attention::rois::{extract_batch, ImageRois};
-use crate::attention::train::{load_bundle, train as train_attention, AttnTrainArgs};
+use crate::attention::train::{train as train_attention, AttnTrainArgs};
 use crate::backend::device::Device;
 use crate::backend::Backend;
 use crate::data::image::load;
 use crate::data::synth::{write_dataset, SynthConfig};
-use crate::detect::boxes::{area, iou, BoxF};
+use crate::geometry::boxes::{area, iou, BoxF};
 use crate::detector::train::{train as train_detector, OptimizerKind, TrainArgs};
-use crate::nn::{BnMode, FrozenBn};
+use crate::localizer::Localizer;
+use crate::nn::BnMode;
 use crate::text::commands::{extract, word2vec, ExtractArgs, Word2vecArgs};
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
@@ -227,17 +226,16 @@ impl Evaluation {
 }
 
 fn evaluate<B: Backend>(b: &B, bundle: &std::path::Path, images: &std::path::Path, test: &[crate::data::synth::Phantom]) -> Result<Evaluation> {
-    let (head, meta, det, det_meta) = load_bundle(b, bundle)?;
-    let bn = FrozenBn::from_params(b, &det, 1e-5)?;
+    let loc = Localizer::load_bundle(b, bundle)?;
     let (mut dt, mut at, mut ct, mut truth, mut roi_ious) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in test.iter().filter(|p| !p.opacities.is_empty()) {
         let path = crate::data::rsna::find_image(images, &p.id).with_context(|| format!("no image for {}", p.id))?;
         let img = load(&path)?;
-        let rois: Vec<ImageRois> = extract_batch(b, &det, &bn, &det_meta, &[(p.id.as_str(), &img)], meta.top_n)?;
-        let pred = &predict(b, &head, &meta, &rois, 0.5, 1)?[0];
+        let (rois, preds) = loc.locate(&[(p.id.as_str(), &img)], 0.5, 1)?;
+        let pred = &preds[0];
         let (w, h) = (img.width as f32, img.height as f32);
         let t: Vec<BoxF> = p.opacities.iter().map(|o| [o.bbox[0] / w, o.bbox[1] / h, o.bbox[2] / w, o.bbox[3] / h]).collect();
-        let (boxes, s) = (rois[0].pos.boxes(), &rois[0].pos.s);
+        let (boxes, s) = (rois[0].pos.box_rows(), &rois[0].pos.scores);
         roi_ious.push(boxes.iter().map(|r| best_iou(r, &t)).collect());
         let j = (0..s.len()).max_by(|&x, &y| (pred.alpha_all[x] * s[x]).total_cmp(&(pred.alpha_all[y] * s[y]))).unwrap_or(0);
         ct.push(boxes[j]);

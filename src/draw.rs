@@ -2,7 +2,7 @@
 //! and short labels (a built-in 5x7 font, so no font file is needed).
 
 use crate::data::image::Gray;
-use crate::detect::boxes::BoxF;
+use crate::geometry::boxes::BoxF;
 use anyhow::Result;
 use image::{Rgb, RgbImage};
 

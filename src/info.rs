@@ -2,8 +2,8 @@
 //! what this machine offers at run time (a GPU, or why it is CPU only).
 
 use crate::backend::cuda::{ptx_entries, unavailable_reason, Cuda};
-use crate::backend::Backend;
-use crate::kernels::{MODULES, NVCC_VERSION};
+use crate::backend::Storage;
+use crate::backend::cuda::kernels::{MODULES, NVCC_VERSION};
 use serde_json::json;
 
 pub fn report() -> serde_json::Value {

@@ -10,10 +10,12 @@ pub mod autograd;
 pub mod backend;
 pub mod data;
 pub mod demo;
-pub mod detect;
 pub mod detector;
 pub mod draw;
+pub mod folder;
+pub mod geometry;
 pub mod info;
+pub mod localizer;
 pub mod nn;
 pub mod optim;
 pub mod params;
@@ -23,11 +25,6 @@ pub mod shape;
 pub mod tensor;
 pub mod text;
 pub mod weights;
-
-/// The embedded PTX of every `cuda/*.cu` (empty in a build without nvcc).
-pub mod kernels {
-    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
-}
 
 pub use autograd::{Graph, Var};
 pub use tensor::Tensor;

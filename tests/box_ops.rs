@@ -1,13 +1,13 @@
 //! The box geometry as backend ops (IoU, box coder, anchors, NMS, matching)
-//! against the host reference of `engine::detect`, on random boxes with
+//! against the host reference of `engine::geometry`, on random boxes with
 //! overlaps, score ties and a degenerate box. The CPU backend runs here; the
 //! same check runs the CUDA kernels on the GPU machine (ignored elsewhere).
 
-use engine::backend::Backend;
-use engine::detect::anchors::{anchors_for, pyramid_grids};
-use engine::detect::boxes::{box_iou, clip, BoxCoder, BoxF};
-use engine::detect::matcher::Matcher;
-use engine::detect::nms::nms;
+use engine::backend::prelude::*;
+use engine::geometry::anchors::{anchors_for, pyramid_grids};
+use engine::geometry::boxes::{box_iou, clip, BoxCoder, BoxF};
+use engine::geometry::matcher::Matcher;
+use engine::geometry::nms::nms;
 use engine::rng::Rng;
 
 /// Boxes inside a 512 image, 4-300 px wide; some are near-copies of earlier ones.
@@ -35,7 +35,7 @@ fn max_rel(got: &[f32], want: &[f32]) -> f64 {
     got.iter().zip(want).map(|(&g, &w)| ((g - w).abs() / w.abs().max(1.0)) as f64).fold(0.0, f64::max)
 }
 
-/// Every box op of backend `b` against `engine::detect` (IoUs, anchors, NMS
+/// Every box op of backend `b` against `engine::geometry` (IoUs, anchors, NMS
 /// keeps and matches exactly; the coder, which uses exp and log, to 1e-5).
 fn box_ops_match_host<B: Backend>(b: &B, seed: u64) {
     let mut rng = Rng::new(seed);

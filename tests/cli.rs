@@ -28,7 +28,7 @@ fn info_reports_build_and_runtime() {
         assert!(!v["runtime"]["why"].as_str().unwrap().is_empty());
     }
     // every module the build compiled is listed with its entries
-    assert_eq!(v["build"]["kernel_modules"].as_array().unwrap().len(), engine::kernels::MODULES.len());
+    assert_eq!(v["build"]["kernel_modules"].as_array().unwrap().len(), engine::backend::cuda::kernels::MODULES.len());
     let (rc, text, _) = engine(&["info"]);
     assert_eq!(rc, 0);
     assert!(text.contains("runtime:") && text.contains("build: nvcc"), "{text}");

@@ -9,10 +9,11 @@ mod common;
 use common::{assert_close, fixtures_dir};
 use engine::attention::model::{infer, init_params, loss, similarity_fused, similarity_ops, Attributes, Batch, Head, HeadConfig, Rois, SimilarityFn};
 use engine::autograd::{Graph, Tensor, Var};
-use engine::detect::boxes::as_boxes;
-use engine::detect::nms::nms;
+use engine::geometry::boxes::as_boxes;
+use engine::geometry::nms::nms;
 use engine::weights::{assign_strict, read, TensorFile};
-use engine::{Backend, Cpu};
+use engine::backend::prelude::*;
+use engine::Cpu;
 
 const TOL: f64 = 1e-4;
 

@@ -4,9 +4,9 @@
 
 mod common;
 use common::{assert_close, fixtures_dir};
-use engine::detect::boxes::{as_boxes, box_iou, BoxCoder};
-use engine::detect::nms::nms;
-use engine::detect::postprocess::PostProcess;
+use engine::geometry::boxes::{as_boxes, box_iou, BoxCoder};
+use engine::geometry::nms::nms;
+use engine::localizer::postprocess::PostProcess;
 use engine::weights::{read, TensorFile};
 
 fn ids(f: &TensorFile, op: &str) -> Vec<String> {

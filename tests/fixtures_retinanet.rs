@@ -5,7 +5,7 @@
 mod common;
 use common::{assert_close, fixtures_dir};
 use engine::autograd::{Graph, Tensor};
-use engine::detect::boxes::as_boxes;
+use engine::geometry::boxes::as_boxes;
 use engine::nn::retinanet::{anchors, forward, frozen_bn, init_params, losses, RetinaConfig, Target};
 use engine::nn::{BnMode, Net};
 use engine::weights::{assign_strict, read};

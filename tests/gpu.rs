@@ -6,7 +6,8 @@
 mod common;
 use common::{assert_close, cases, f32s, rel_err, run_case};
 use engine::backend::cuda::round_tf32;
-use engine::backend::{Adam, Backend, Conv2d, Gemm, Sgd};
+use engine::backend::prelude::*;
+use engine::backend::{Adam, Conv2d, Gemm, Sgd};
 use engine::rng::Rng;
 use engine::{Cpu, Cuda};
 
@@ -242,7 +243,7 @@ fn retinanet_forward_and_backward_match_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn word2vec_cuda_loss_curve_matches_cpu() {
-    use engine::text::word2vec::{corpus_sentences, train_cpu, train_cuda, Corpus, W2vConfig};
+    use engine::text::word2vec::{corpus_sentences, train_batched, train_cpu, Corpus, W2vConfig};
     let mut rng = Rng::new(3);
     let sents: Vec<Vec<String>> = (0..2000)
         .flat_map(|i| corpus_sentences(&engine::data::synth::phantom(&mut rng, format!("p{i}"), 32, i % 5 != 0).report))
@@ -250,7 +251,7 @@ fn word2vec_cuda_loss_curve_matches_cpu() {
     let corpus = Corpus::build(&sents, 5).unwrap();
     let cfg = W2vConfig { dim: 64, epochs: 5, threads: 1, seed: 2, ..Default::default() };
     let (_, cpu_curve) = train_cpu(&corpus, &cfg, &|_| {}).unwrap();
-    let (_, gpu_curve) = train_cuda(&corpus, &cfg, &gpu(), &|_| {}).unwrap();
+    let (_, gpu_curve) = train_batched(&corpus, &cfg, &gpu(), &|_| {}).unwrap();
     let tail = |c: &[(u64, f64)]| { let k = (c.len() / 5).max(1); c[c.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64 };
     let (lc, lg) = (tail(&cpu_curve), tail(&gpu_curve));
     eprintln!("final loss: CPU {lc:.4}, CUDA {lg:.4}; first: CPU {:.4}, CUDA {:.4}", cpu_curve[0].1, gpu_curve[0].1);

@@ -4,7 +4,8 @@
 use engine::autograd::{Graph, Tensor};
 use engine::optim::Optimizer;
 use engine::params::ParamSet;
-use engine::{Backend, Cpu};
+use engine::backend::prelude::*;
+use engine::Cpu;
 
 fn one_param(b: &Cpu, v: &[f32]) -> ParamSet<Cpu> {
     let mut p = ParamSet::new();

@@ -1,16 +1,15 @@
 //! Every kernel the CUDA backend launches must be an entry of the embedded
-//! PTX. Reads the backend's sources (`src/backend/cuda.rs` and
-//! `src/backend/cuda/*.rs`) for `self.f("name")` calls, so a kernel
+//! PTX. Reads the backend's sources (`src/backend/cuda/*.rs`) for `self.f("name")` calls, so a kernel
 //! renamed or deleted in `cuda/*.cu` fails here, on machines without a GPU.
 
 use engine::backend::cuda::ptx_entries;
-use engine::kernels::MODULES;
+use engine::backend::cuda::kernels::MODULES;
 use std::collections::BTreeSet;
 
 fn launched_kernels() -> BTreeSet<String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/backend");
-    let mut src = std::fs::read_to_string(root.join("cuda.rs")).unwrap();
-    for f in std::fs::read_dir(root.join("cuda")).unwrap() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/backend/cuda");
+    let mut src = String::new();
+    for f in std::fs::read_dir(root).unwrap() {
         src += &std::fs::read_to_string(f.unwrap().path()).unwrap();
     }
     src.match_indices("self.f(\"")

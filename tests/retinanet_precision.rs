@@ -7,7 +7,7 @@
 //! here and tests/gpu.rs holds CUDA to the f32 CPU's own distance from f64.
 
 use engine::autograd::{Graph, Tensor};
-use engine::backend::Backend;
+use engine::backend::prelude::*;
 use engine::nn::retinanet::{anchors, forward, init_params, losses, RetinaConfig, Target};
 use engine::nn::{BnMode, Net};
 use engine::rng::Rng;

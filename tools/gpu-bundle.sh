@@ -18,7 +18,7 @@ for line in sys.stdin:
             kind = "bintest"
         name = {"lib": "lib", "bin": "bin", "bintest": "bintest", "test": "test", "bench": "bench"}.get(kind, kind) + "-" + m["target"]["name"]
         # only what gpu-check.sh runs: the rest needs ../shared or a cargo layout
-        if name in ("bin-engine", "test-gpu", "test-box_ops", "lib-engine") or name.startswith("bench-"):
+        if name in ("bin-engine", "test-gpu", "test-box_ops", "test-roi_selection", "lib-engine") or name.startswith("bench-"):
             shutil.copy(m["executable"], ".gpu/bin/" + name)
             print("bundled", name, file=sys.stderr)
 '

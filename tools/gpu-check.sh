@@ -16,7 +16,7 @@ step() { echo; echo "=== $*"; }
 {
   step "card"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   step "engine info"; .gpu/bin/bin-engine info || status=1
-  for t in .gpu/bin/test-gpu .gpu/bin/test-box_ops .gpu/bin/lib-engine; do
+  for t in .gpu/bin/test-gpu .gpu/bin/test-box_ops .gpu/bin/test-roi_selection .gpu/bin/lib-engine; do
     step "$t --include-ignored"; "$t" --include-ignored --test-threads=1 || status=1
   done
   step "benches"

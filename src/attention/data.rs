@@ -2,7 +2,7 @@
 //! with the attributes its report states and their word vectors; batches as
 //! tensors; a seeded split by patient.
 
-use super::rois::{ImageRois, FEATURE_DIM};
+use crate::localizer::rois::{ImageRois, FEATURE_DIM};
 use crate::rng::Rng;
 use crate::text::extract::Status;
 use anyhow::{bail, Context, Result};
@@ -141,12 +141,12 @@ pub fn make_batch(items: &[&Sample], vectors: &AttributeVectors) -> HostBatch {
         mv: vec![0.0; b * m * d], mnv: vec![0.0; b * m * d], mask: vec![0.0; b * m], y: vec![0.0; b * k],
     };
     for (i, s) in items.iter().enumerate() {
-        hb.r.extend(&s.rois.pos.r);
-        hb.g.extend(&s.rois.pos.g);
-        hb.s.extend(&s.rois.pos.s);
-        hb.rn.extend(&s.rois.neg.r);
-        hb.gn.extend(&s.rois.neg.g);
-        hb.sn.extend(&s.rois.neg.s);
+        hb.r.extend(&s.rois.pos.features);
+        hb.g.extend(&s.rois.pos.boxes);
+        hb.s.extend(&s.rois.pos.scores);
+        hb.rn.extend(&s.rois.neg.features);
+        hb.gn.extend(&s.rois.neg.boxes);
+        hb.sn.extend(&s.rois.neg.scores);
         for (j, &a) in s.attributes.iter().enumerate() {
             hb.mv[(i * m + j) * d..(i * m + j + 1) * d].copy_from_slice(&vectors.vectors[a * d..(a + 1) * d]);
             hb.mnv[(i * m + j) * d..(i * m + j + 1) * d].copy_from_slice(&vectors.negatives[a * d..(a + 1) * d]);

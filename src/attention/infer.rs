@@ -4,20 +4,13 @@
 //! most probable attributes written on it. Unreadable files are skipped and
 //! reported.
 
-use super::model::{infer as head_infer, Head, Rois};
-use super::rois::{extract_batch, ImageRois, FEATURE_DIM};
-use super::train::{load_bundle, AttnMeta};
-use crate::autograd::Graph;
-use crate::tensor::Tensor;
 use crate::backend::Backend;
-use crate::data::image::{load_or_skip, Gray};
-use crate::detect::boxes::BoxF;
-use crate::detect::nms::nms;
-use crate::detector::infer::image_files;
+use crate::data::image::Gray;
 use crate::draw::{Canvas, CYAN, RED, YELLOW};
-use crate::nn::FrozenBn;
-use crate::params::ParamSet;
-use anyhow::{Context, Result};
+use crate::folder::image_id;
+use crate::localizer::predict::Prediction;
+use crate::localizer::Localizer;
+use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -45,51 +38,6 @@ pub struct AttnInferArgs {
     pub strict: bool,
 }
 
-/// One image's prediction.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Prediction {
-    /// Boxes in [0, 1] coordinates, by descending alpha, after NMS.
-    pub boxes: Vec<BoxF>,
-    pub alpha: Vec<f32>,
-    /// Detector score of each box's ROI.
-    pub score: Vec<f32>,
-    /// Probability of each attribute.
-    pub probs: Vec<f32>,
-    /// The detector's own top box (highest score), [0, 1] coordinates.
-    pub detector_top: BoxF,
-    /// Alpha of every ROI of the set, in the set's order (for evaluation).
-    #[serde(skip)]
-    pub alpha_all: Vec<f32>,
-}
-
-/// Alpha and attribute probabilities of the positive ROI sets of `rois`.
-pub fn predict<B: Backend>(b: &B, head: &ParamSet<B>, meta: &AttnMeta, rois: &[ImageRois], iou: f32, max_boxes: usize) -> Result<Vec<Prediction>> {
-    let n = rois.len();
-    let top = rois[0].pos.len();
-    let cat = |f: &dyn Fn(&ImageRois) -> &Vec<f32>| rois.iter().flat_map(|r| f(r).iter().copied()).collect::<Vec<f32>>();
-    let mut g = Graph::no_grad(b.clone());
-    let r = g.input(Tensor::from_host(b, &cat(&|x| &x.pos.r), &[n, top, FEATURE_DIM])?);
-    let gg = g.input(Tensor::from_host(b, &cat(&|x| &x.pos.g), &[n, top, 4])?);
-    let s = g.input(Tensor::from_host(b, &cat(&|x| &x.pos.s), &[n, top, 1])?);
-    let h = Head::new(meta.head, head);
-    let (alpha, probs) = head_infer(&h, &mut g, Rois { r, g: gg, s })?;
-    let (al, pr) = (g.to_host(alpha)?, g.to_host(probs)?);
-    let k = meta.head.k;
-    Ok(rois.iter().enumerate().map(|(i, x)| {
-        let a = &al[i * top..(i + 1) * top];
-        let boxes = x.pos.boxes();
-        let keep: Vec<usize> = nms(&boxes, a, iou).into_iter().take(max_boxes).collect();
-        Prediction {
-            boxes: keep.iter().map(|&j| boxes[j]).collect(),
-            alpha: keep.iter().map(|&j| a[j]).collect(),
-            score: keep.iter().map(|&j| x.pos.s[j]).collect(),
-            probs: pr[i * k..(i + 1) * k].to_vec(),
-            detector_top: boxes[0],
-            alpha_all: a.to_vec(),
-        }
-    }).collect())
-}
-
 fn draw(img: &Gray, p: &Prediction, names: &[String], path: &std::path::Path) -> Result<()> {
     let mut c = Canvas::from_gray(img);
     let (w, h) = (img.width as f32, img.height as f32);
@@ -108,35 +56,20 @@ fn draw(img: &Gray, p: &Prediction, names: &[String], path: &std::path::Path) ->
 }
 
 pub fn infer<B: Backend>(b: B, a: &AttnInferArgs) -> Result<serde_json::Value> {
-    let (head, meta, det, det_meta) = load_bundle(&b, &a.checkpoint)?;
-    let bn = FrozenBn::from_params(&b, &det, 1e-5)?;
-    let files = image_files(&a.images)?;
-    if let Some(d) = &a.draw {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let (mut results, mut skipped) = (Vec::new(), Vec::new());
-    let bar = crate::progress::bar(files.len() as u64, "images");
-    for chunk in files.chunks(a.batch.max(1)) {
-        let mut imgs = Vec::new();
-        for f in chunk {
-            if let Some(img) = load_or_skip(f, a.strict, &mut skipped)? {
-                imgs.push((f.clone(), img));
-            }
-        }
-        bar.inc(chunk.len() as u64);
-        if imgs.is_empty() {
-            continue;
-        }
-        let ids: Vec<String> = imgs.iter().map(|(p, _)| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()).collect();
+    let loc = Localizer::load_bundle(&b, &a.checkpoint)?;
+    let attributes = &loc.attention()?.meta.attributes;
+    crate::folder::create_draw_dir(a.draw.as_deref())?;
+    let mut results = Vec::new();
+    let skipped = crate::folder::run(&a.images, a.batch, a.strict, |imgs| {
+        let ids: Vec<String> = imgs.iter().map(|(p, _)| image_id(p)).collect();
         let refs: Vec<(&str, &Gray)> = ids.iter().zip(&imgs).map(|(id, (_, g))| (id.as_str(), g)).collect();
-        let rois = extract_batch(&b, &det, &bn, &det_meta, &refs, meta.top_n)?;
-        let preds = predict(&b, &head, &meta, &rois, a.nms, a.max_boxes)?;
-        for ((path, img), p) in imgs.iter().zip(&preds) {
+        let (_, preds) = loc.locate(&refs, a.nms, a.max_boxes)?;
+        for (((path, img), p), id) in imgs.iter().zip(&preds).zip(&ids) {
             let (w, h) = (img.width as f32, img.height as f32);
             if let Some(d) = &a.draw {
-                draw(img, p, &meta.attributes, &d.join(format!("{}.png", path.file_stem().unwrap_or_default().to_string_lossy())))?;
+                draw(img, p, attributes, &d.join(format!("{id}.png")))?;
             }
-            let mut attrs: Vec<(String, f32)> = meta.attributes.iter().cloned().zip(p.probs.iter().copied()).collect();
+            let mut attrs: Vec<(String, f32)> = attributes.iter().cloned().zip(p.probs.iter().copied()).collect();
             attrs.sort_by(|x, y| y.1.total_cmp(&x.1));
             results.push(json!({
                 "image": path.display().to_string(), "width": img.width, "height": img.height,
@@ -145,9 +78,9 @@ pub fn infer<B: Backend>(b: B, a: &AttnInferArgs) -> Result<serde_json::Value> {
                 "attributes": attrs.iter().map(|(k, v)| json!({"attribute": k, "probability": v})).collect::<Vec<_>>(),
             }));
         }
-    }
-    bar.finish_and_clear();
+        Ok(())
+    })?;
     let report = json!({ "model": a.checkpoint.display().to_string(), "device": b.name(), "images": results, "skipped": skipped });
-    crate::weights::write_atomic(&a.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    crate::folder::write_json(&a.out, &report)?;
     Ok(report)
 }

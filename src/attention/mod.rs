@@ -4,5 +4,5 @@
 pub mod data;
 pub mod infer;
 pub mod model;
-pub mod rois;
+pub mod roi_cache;
 pub mod train;

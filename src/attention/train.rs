@@ -7,13 +7,14 @@
 
 use super::data::{join, macro_auc, make_batch, read_attributes, split_by_patient, AttributeVectors, HostBatch, Sample};
 use super::model::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois, Variant};
-use super::rois::{extract_all, load_all, FEATURE_DIM};
+use super::roi_cache::{extract_all, load_all};
 use crate::autograd::Graph;
 use crate::tensor::Tensor;
 use crate::backend::Backend;
-use crate::detector::checkpoint::{load_model, ModelMeta};
+use crate::localizer::bundle::{save_bundle, AttnMeta};
+use crate::localizer::rois::FEATURE_DIM;
+use crate::localizer::Localizer;
 use crate::optim::Optimizer;
-use crate::params::ParamSet;
 use crate::rng::Rng;
 use crate::text::extract::Status;
 use crate::weights::{read, write, StoreDtype};
@@ -21,7 +22,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct AttnTrainArgs {
@@ -92,46 +93,6 @@ pub struct AttnTrainArgs {
     pub seed: u64,
 }
 
-/// What a trained attention model needs besides its weights.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct AttnMeta {
-    pub head: HeadConfig,
-    pub attributes: Vec<String>,
-    pub top_n: usize,
-    pub test_ids: Vec<String>,
-}
-
-/// The bundle `engine infer` reads: the detector and the attention model in one file.
-pub fn save_bundle<B: Backend>(b: &B, head: &ParamSet<B>, det: &ParamSet<B>, meta: &AttnMeta, det_meta: &ModelMeta, path: &Path) -> Result<()> {
-    let mut t = Vec::new();
-    for p in head.params.iter().chain(&det.params) {
-        t.push((p.name.clone(), p.value.shape.clone(), p.value.to_host(b)?));
-    }
-    let mut m = BTreeMap::new();
-    m.insert("engine_attention".to_string(), serde_json::to_string(meta)?);
-    m.insert("engine_model".to_string(), serde_json::to_string(det_meta)?);
-    write(path, &t, StoreDtype::F32, &m)
-}
-
-/// (attention parameters, detector parameters, their metadata) of a bundle.
-pub fn load_bundle<B: Backend>(b: &B, path: &Path) -> Result<(ParamSet<B>, AttnMeta, ParamSet<B>, ModelMeta)> {
-    let f = read(path)?;
-    let meta: AttnMeta = serde_json::from_str(f.metadata.get("engine_attention").with_context(|| format!("{}: not an attention model (no engine_attention metadata)", path.display()))?)?;
-    let mut head = init_params(b, &meta.head, 0)?;
-    let names: Vec<String> = head.params.iter().map(|p| p.name.clone()).collect();
-    let pick = |want_head: bool| crate::weights::TensorFile {
-        tensors: f.tensors.iter().filter(|(k, _)| names.contains(k) == want_head).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        path: f.path.clone(),
-        metadata: f.metadata.clone(),
-    };
-    crate::weights::assign_strict(b, &mut head, &pick(true), "")?;
-    let det_file = pick(false);
-    let det_meta: ModelMeta = det_file.meta("engine_model")?;
-    let mut det = crate::nn::retinanet::init_params(b, &det_meta.retina, 0)?;
-    crate::weights::assign_strict(b, &mut det, &det_file, "")?;
-    Ok((head, meta, det, det_meta))
-}
-
 struct Eval {
     loss: f64,
     triplet: f64,
@@ -178,7 +139,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     ensure!((0.0..1.0).contains(&a.dropout), "--dropout {} must be in [0, 1)", a.dropout);
     let vectors = AttributeVectors::load(&a.vectors)?;
     let attrs = read_attributes(&a.attributes)?;
-    let (det, det_meta) = load_model(&b, &a.detector, None)?;
+    let loc = Localizer::load_detector(&b, &a.detector)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     // ROIs of every image with a report, cached in OUT/rois
     let mut items: Vec<(String, PathBuf)> = attrs.keys().filter_map(|id| crate::data::rsna::find_image(&a.images, id).map(|p| (id.clone(), p))).collect();
@@ -186,7 +147,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     ensure!(!items.is_empty(), "no image in {} has a report in {}", a.images.display(), a.attributes.display());
     let roi_dir = a.out.join("rois");
     let bar = crate::progress::bar(items.len() as u64, "ROIs");
-    let (extracted, skipped) = extract_all(&b, &det, &det_meta, &items, &roi_dir, a.top_n, 256, &|n| bar.set_position(n))?;
+    let (extracted, skipped) = extract_all(&loc, &items, &roi_dir, a.top_n, 256, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     eprintln!("engine: ROIs of {} images ({extracted} extracted now, {} unreadable) in {}", items.len(), skipped.len(), roi_dir.display());
     let keep: &[Status] = if a.include_uncertain { &[Status::Affirmed, Status::Uncertain] } else { &[Status::Affirmed] };
@@ -265,7 +226,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
         let improved = ev.loss < best;
         if improved {
             best = ev.loss;
-            super::train::save_bundle(&b, &params, &det, &meta, &det_meta, &a.out.join("model.safetensors"))?;
+            save_bundle(&b, &params, &loc.detector, &meta, &loc.meta, &a.out.join("model.safetensors"))?;
         }
         let mut state = opt.state_tensors(&b, &params)?;
         for p in &params.params {

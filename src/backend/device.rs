@@ -2,6 +2,7 @@
 
 use super::cpu::Cpu;
 use super::cuda::{unavailable_reason, Cuda};
+use super::ops::Storage;
 use anyhow::{Context, Result};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Device {
     }
 
     pub fn name(&self) -> String {
-        use super::Backend;
+        
         match self {
             Device::Cpu(b) => b.name(),
             Device::Cuda(b) => b.name(),

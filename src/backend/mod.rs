@@ -1,19 +1,22 @@
-//! One trait, two backends: the CPU reference (`cpu`) and CUDA (`cuda`).
-//!
-//! Every method is one op (forward or backward); method names match the CUDA
-//! kernel names in `cuda/*.cu`. Buffers are flat f32 arrays on the device;
-//! shapes live in the caller (`autograd`). Gradient convention (as llm.c):
-//! backward methods return fresh buffers, and the tape accumulates them.
+//! The op traits (`ops`, one per family) and two backends: the CPU
+//! reference (`cpu`) and CUDA (`cuda`), one file per family in each, named
+//! as `cuda/*.cu`. This module holds the ops' parameter types.
 
 pub mod cpu;
-mod cpu_boxes;
-mod cpu_xattn;
 pub mod cuda;
 pub mod device;
+pub mod ops;
 
-use crate::detect::{boxes::BoxCoder, matcher::Matcher};
-use crate::shape::{AxisLayout, Broadcast, ReduceLayout};
-use anyhow::Result;
+pub use ops::*;
+
+
+/// Every op trait, for code that calls ops on a concrete backend.
+pub mod prelude {
+    pub use super::ops::{
+        AttentionOps, Backend, BoxOps, ConvOps, ElementwiseOps, GemmOps, LayoutOps, LossOps, NormOps, OptimOps, PoolOps,
+        ReduceOps, SoftmaxOps, Storage, Word2vecOps,
+    };
+}
 
 /// Element-wise ops with one input.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -301,138 +304,4 @@ impl Default for Adam {
     fn default() -> Self {
         Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 }
     }
-}
-
-pub trait Backend: Clone + Send + Sync + 'static {
-    type Buf: Send + Sync + 'static;
-
-    /// "CPU (2 threads)" or the GPU's name.
-    fn name(&self) -> String;
-    fn len(&self, x: &Self::Buf) -> usize;
-    fn zeros(&self, n: usize) -> Result<Self::Buf>;
-    fn fill(&self, n: usize, value: f32) -> Result<Self::Buf>;
-    fn upload(&self, host: &[f32]) -> Result<Self::Buf>;
-    fn download(&self, x: &Self::Buf) -> Result<Vec<f32>>;
-    fn copy(&self, x: &Self::Buf) -> Result<Self::Buf>;
-    /// Full precision where the backend computes in f64 (gradient checks).
-    fn upload_f64(&self, host: &[f64]) -> Result<Self::Buf> {
-        self.upload(&host.iter().map(|&v| v as f32).collect::<Vec<_>>())
-    }
-    fn download_f64(&self, x: &Self::Buf) -> Result<Vec<f64>> {
-        Ok(self.download(x)?.into_iter().map(f64::from).collect())
-    }
-    /// Wait for queued work (a no-op on the CPU).
-    fn synchronize(&self) -> Result<()>;
-
-    // element-wise ----------------------------------------------------------
-    fn unary(&self, op: Unary, x: &Self::Buf) -> Result<Self::Buf>;
-    /// `gx = gy * f'(x)`, from `x` (ReLU family) or `y = f(x)` (sigmoid, tanh).
-    fn unary_backward(&self, op: Unary, x: &Self::Buf, y: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf>;
-    fn binary(&self, op: Binary, a: &Self::Buf, b: &Self::Buf, l: &Broadcast) -> Result<Self::Buf>;
-    /// Sum of `g` (the broadcast output's shape) over the broadcast dims.
-    fn reduce_broadcast(&self, g: &Self::Buf, l: &ReduceLayout) -> Result<Self::Buf>;
-    /// `acc += alpha * x` (gradient accumulation).
-    fn axpy(&self, acc: &mut Self::Buf, alpha: f32, x: &Self::Buf) -> Result<()>;
-
-    // reductions and normalizations along one axis ---------------------------
-    /// `[outer, n, inner] -> [outer, inner]`, sum or mean.
-    fn sum_axis(&self, x: &Self::Buf, l: AxisLayout, mean: bool) -> Result<Self::Buf>;
-    fn sum_axis_backward(&self, gy: &Self::Buf, l: AxisLayout, mean: bool) -> Result<Self::Buf>;
-    /// `softmax(scale * x)` along the axis; where `mask` is 0 the input is
-    /// -inf (probability 0; a fully masked line is all 0).
-    fn softmax(&self, x: &Self::Buf, mask: Option<&Self::Buf>, l: AxisLayout, scale: f32) -> Result<Self::Buf>;
-    fn softmax_backward(&self, y: &Self::Buf, gy: &Self::Buf, l: AxisLayout, scale: f32) -> Result<Self::Buf>;
-    /// Over the last axis of `rows x d`: returns (y, mean, rstd).
-    fn layer_norm(&self, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf, rows: usize, d: usize, eps: f32)
-        -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
-    /// Returns (gx, ggamma, gbeta).
-    #[allow(clippy::too_many_arguments)]
-    fn layer_norm_backward(&self, x: &Self::Buf, gamma: &Self::Buf, mean: &Self::Buf, rstd: &Self::Buf, gy: &Self::Buf, rows: usize, d: usize)
-        -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
-    /// `y = x / (||x|| + eps)` along the axis; returns (y, ||x|| of each line).
-    fn l2_normalize(&self, x: &Self::Buf, l: AxisLayout, eps: f32) -> Result<(Self::Buf, Self::Buf)>;
-    fn l2_normalize_backward(&self, x: &Self::Buf, norm: &Self::Buf, gy: &Self::Buf, l: AxisLayout, eps: f32) -> Result<Self::Buf>;
-    /// `a.b / (max(||a||, eps) max(||b||, eps))` along the axis -> `[outer, inner]`.
-    fn cosine(&self, a: &Self::Buf, b: &Self::Buf, l: AxisLayout, eps: f32) -> Result<Self::Buf>;
-    fn cosine_backward(&self, a: &Self::Buf, b: &Self::Buf, gy: &Self::Buf, l: AxisLayout, eps: f32) -> Result<(Self::Buf, Self::Buf)>;
-
-    // losses (scalar outputs are 1-element buffers) --------------------------
-    /// Mean over all elements of BCE with logits.
-    fn bce_with_logits(&self, x: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;
-    fn bce_with_logits_backward(&self, x: &Self::Buf, target: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf>;
-    /// `x` is `rows x 4` of (S+, S-, S'+, S'-):
-    /// `sum_rows relu(margin - S+ + S-) + relu(margin - S'+ + S'-)`.
-    fn triplet_hinge(&self, x: &Self::Buf, margin: f32) -> Result<Self::Buf>;
-    fn triplet_hinge_backward(&self, x: &Self::Buf, margin: f32, gy: &Self::Buf) -> Result<Self::Buf>;
-
-    // matrix product -----------------------------------------------------------
-    fn gemm(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
-
-    // convolution ----------------------------------------------------------------
-    /// `y = conv(x, w) + bias` (bias `[k]`, optional).
-    fn conv2d(&self, p: &Conv2d, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>) -> Result<Self::Buf>;
-    /// Gradient of the input.
-    fn conv2d_backward_data(&self, p: &Conv2d, gy: &Self::Buf, w: &Self::Buf) -> Result<Self::Buf>;
-    /// Gradient of the weight.
-    fn conv2d_backward_weight(&self, p: &Conv2d, x: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf>;
-
-    // normalization, pooling, layout ------------------------------------------------
-    /// `y = x * scale[c] + shift[c]` over `[n, c, hw]` (frozen batch norm; with
-    /// `shift = None`, its input gradient).
-    fn channel_affine(&self, x: &Self::Buf, scale: &Self::Buf, shift: Option<&Self::Buf>, c: usize, hw: usize) -> Result<Self::Buf>;
-    /// Batch norm in training mode over `[n, c, hw]`: (y, batch mean, biased batch variance).
-    #[allow(clippy::too_many_arguments)]
-    fn batch_norm_train(&self, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf, n: usize, c: usize, hw: usize, eps: f32)
-        -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
-    /// (gx, ggamma, gbeta).
-    #[allow(clippy::too_many_arguments)]
-    fn batch_norm_backward(&self, x: &Self::Buf, gamma: &Self::Buf, mean: &Self::Buf, var: &Self::Buf, gy: &Self::Buf,
-                           n: usize, c: usize, hw: usize, eps: f32) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
-    /// (y, arg-max index within each plane, as f32).
-    fn max_pool2d(&self, p: &Pool2d, x: &Self::Buf) -> Result<(Self::Buf, Self::Buf)>;
-    fn max_pool2d_backward(&self, p: &Pool2d, gy: &Self::Buf, argmax: &Self::Buf) -> Result<Self::Buf>;
-    fn upsample_nearest(&self, p: &Pool2d, x: &Self::Buf) -> Result<Self::Buf>;
-    fn upsample_nearest_backward(&self, p: &Pool2d, gy: &Self::Buf) -> Result<Self::Buf>;
-    fn permute(&self, x: &Self::Buf, l: &Permute) -> Result<Self::Buf>;
-    /// Rows `[start, start + len)` of axis view `l` (`l.n` = full length): `[outer, len, inner]`.
-    fn axis_slice(&self, x: &Self::Buf, l: AxisLayout, start: usize, len: usize) -> Result<Self::Buf>;
-    /// Writes `src` (`[outer, len, inner]`) into rows `[start, start + len)` of `dst`.
-    fn axis_insert(&self, dst: &mut Self::Buf, l: AxisLayout, start: usize, src: &Self::Buf) -> Result<()>;
-
-    // detector losses (weighted sums; `w = None` weighs every element 1) ------------
-    #[allow(clippy::too_many_arguments)]
-    fn focal_loss(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32) -> Result<Self::Buf>;
-    #[allow(clippy::too_many_arguments)]
-    fn focal_loss_backward(&self, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, alpha: f32, gamma: f32, gy: &Self::Buf) -> Result<Self::Buf>;
-    fn box_loss(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>) -> Result<Self::Buf>;
-    fn box_loss_backward(&self, kind: BoxLoss, x: &Self::Buf, t: &Self::Buf, w: Option<&Self::Buf>, gy: &Self::Buf) -> Result<Self::Buf>;
-
-    // the attention model -----------------------------------------------------------
-    /// `[2B]`: S_roi then S_text of each sample, from phi `[B, N, d]`, alpha
-    /// `[B, N]`, attribute embeddings `[B, M, d]` and their 0/1 mask `[B, M]`.
-    fn cross_attention(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf>;
-    /// (g_phi, g_alpha) for the upstream gradient `g` `[2B]`.
-    fn cross_attention_backward(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf, g: &Self::Buf)
-        -> Result<(Self::Buf, Self::Buf)>;
-
-    // box geometry, forward only (boxes are `[n, 4]` rows of x1, y1, x2, y2) --------
-    /// `[a, b]` IoUs of every box of `a` with every box of `b`.
-    fn box_iou(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
-    /// Regression targets of `gt[i]` relative to `anchors[i]`.
-    fn box_encode(&self, coder: &BoxCoder, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Self::Buf>;
-    /// The boxes regressions `d[i]` make of `anchors[i]`, clipped to an image of `[h, w]` when given.
-    fn box_decode(&self, coder: &BoxCoder, d: &Self::Buf, anchors: &Self::Buf, clip: Option<[usize; 2]>) -> Result<Self::Buf>;
-    /// RetinaNet's anchors of an image over pyramid `grids` (`detect::anchors::anchors_for`).
-    fn anchors(&self, image_size: [usize; 2], grids: &[[usize; 2]], scale: f32) -> Result<Self::Buf>;
-    /// Kept indices of greedy NMS, by descending score (`detect::nms::nms`).
-    fn nms(&self, boxes: &Self::Buf, scores: &Self::Buf, threshold: f32) -> Result<Vec<usize>>;
-    /// For each anchor its gt box, BACKGROUND or IGNORED (`detect::matcher::Matcher::assign`).
-    fn match_anchors(&self, matcher: &Matcher, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Vec<i64>>;
-
-    // optimizers ---------------------------------------------------------------
-    fn sgd_step(&self, h: &Sgd, param: &mut Self::Buf, grad: &Self::Buf, momentum: &mut Self::Buf) -> Result<()>;
-    fn adam_step(&self, h: &Adam, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf) -> Result<()>;
-    /// Sum of squares (for gradient-norm clipping), accumulated in f64.
-    fn sum_squares(&self, x: &Self::Buf) -> Result<f64>;
-    fn scale_inplace(&self, x: &mut Self::Buf, c: f32) -> Result<()>;
 }

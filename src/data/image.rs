@@ -4,7 +4,7 @@
 //! resize (bilinear) with boxes scaled alike, 3 channels, ImageNet mean/std,
 //! horizontal flip.
 
-use crate::detect::boxes::BoxF;
+use crate::geometry::boxes::BoxF;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! image files they name (any supported extension).
 
 use crate::data::image::EXTENSIONS;
-use crate::detect::boxes::BoxF;
+use crate::geometry::boxes::BoxF;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

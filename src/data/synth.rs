@@ -8,7 +8,7 @@
 //! Convention of radiographs: the patient's right is the image's left.
 
 use crate::data::image::Gray;
-use crate::detect::boxes::BoxF;
+use crate::geometry::boxes::BoxF;
 use crate::rng::Rng;
 use anyhow::{Context, Result};
 use std::io::Write;

@@ -5,7 +5,7 @@
 
 use crate::data::image::{load, to_input};
 use crate::data::rsna::{check_boxes_inside, find_image, Labels};
-use crate::detect::boxes::BoxF;
+use crate::geometry::boxes::BoxF;
 use crate::nn::retinanet::Target;
 use crate::rng::Rng;
 use anyhow::{bail, Result};

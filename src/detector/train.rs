@@ -10,8 +10,9 @@ use crate::autograd::Graph;
 use crate::tensor::Tensor;
 use crate::backend::Backend;
 use crate::data::rsna::read_labels;
-use crate::detect::boxes::iou;
-use crate::detect::postprocess::{Detections, PostProcess};
+use crate::geometry::boxes::iou;
+use crate::localizer::postprocess::{Detections, PostProcess};
+use crate::localizer::Pass;
 use crate::nn::retinanet::{self, RetinaConfig};
 use crate::nn::{update_running_stats, BnMode, FrozenBn, Net};
 use crate::optim::Optimizer;
@@ -101,7 +102,7 @@ pub struct TrainArgs {
 }
 
 /// Fraction of images with boxes whose best detection has IoU > 0.5 with one.
-pub fn top1_hit_rate(dets: &[Detections], truth: &[Vec<crate::detect::boxes::BoxF>]) -> f64 {
+pub fn top1_hit_rate(dets: &[Detections], truth: &[Vec<crate::geometry::boxes::BoxF>]) -> f64 {
     let mut n = 0;
     let mut hits = 0;
     for (d, t) in dets.iter().zip(truth) {
@@ -118,8 +119,9 @@ pub fn top1_hit_rate(dets: &[Detections], truth: &[Vec<crate::detect::boxes::Box
 
 /// Loss and detections of `items` in inference mode (frozen batch norm).
 pub fn evaluate<B: Backend>(b: &B, params: &ParamSet<B>, cfg: &RetinaConfig, size: usize, items: &[Sample], batch: usize)
-    -> Result<(f64, Vec<Detections>, Vec<Vec<crate::detect::boxes::BoxF>>)> {
+    -> Result<(f64, Vec<Detections>, Vec<Vec<crate::geometry::boxes::BoxF>>)> {
     let bn = FrozenBn::from_params(b, params, 1e-5)?;
+    let meta = ModelMeta { retina: *cfg, image_size: size };
     let (mut loss, mut count) = (0.0, 0);
     let (mut dets, mut truth) = (Vec::new(), Vec::new());
     let mut skipped = Vec::new();
@@ -130,24 +132,13 @@ pub fn evaluate<B: Backend>(b: &B, params: &ParamSet<B>, cfg: &RetinaConfig, siz
             continue;
         }
         let n = bt.ids.len();
-        let mut g = Graph::no_grad(b.clone());
-        let x = g.input(Tensor::from_host(b, &bt.x, &[n, 3, size, size])?);
-        let mut net = Net::new(&mut g, params, Some(&bn));
-        let out = retinanet::forward(&mut net, cfg, x)?;
-        drop(net);
-        let anchors = retinanet::anchors(&cfg, &out, [size, size]);
-        let (c, r) = retinanet::losses(&mut g, &out, &anchors, &bt.targets, cfg.num_classes)?;
-        loss += (g.to_host(c)?[0] + g.to_host(r)?[0]) as f64 * n as f64;
+        let mut pass = Pass::run(b, params, &bn, &meta, &bt.x, n)?;
+        let anchors = retinanet::anchors(cfg, &pass.out, [size, size]);
+        let (c, r) = retinanet::losses(&mut pass.g, &pass.out, &anchors, &bt.targets, cfg.num_classes)?;
+        loss += (pass.g.to_host(c)?[0] + pass.g.to_host(r)?[0]) as f64 * n as f64;
         count += n;
-        let logits = g.to_host(out.cls_logits)?;
-        let reg = g.to_host(out.bbox_regression)?;
-        let a = anchors.len();
-        let levels = retinanet::level_sizes(&out.grids);
-        for i in 0..n {
-            let k = cfg.num_classes;
-            dets.push(PostProcess::default().run(&logits[i * a * k..(i + 1) * a * k], &reg[i * a * 4..(i + 1) * a * 4], &anchors, &levels, k, [size, size]));
-            truth.push(bt.targets[i].boxes.clone());
-        }
+        dets.extend(pass.detections(&PostProcess::default(), &meta)?);
+        truth.extend(bt.targets.iter().map(|t| t.boxes.clone()));
     }
     Ok((if count > 0 { loss / count as f64 } else { f64::NAN }, dets, truth))
 }

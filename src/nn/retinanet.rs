@@ -8,9 +8,9 @@ use super::{add, kaiming_uniform_a1, normal, resnet, BnBatchStats, BnMode, Froze
 use crate::autograd::{Graph, Var};
 use crate::tensor::Tensor;
 use crate::backend::{Backend, BoxLoss};
-use crate::detect::anchors::{anchors_for, ASPECT_RATIOS};
-use crate::detect::boxes::{BoxCoder, BoxF};
-use crate::detect::matcher::Matcher;
+use crate::geometry::anchors::{anchors_for, ASPECT_RATIOS};
+use crate::geometry::boxes::{BoxCoder, BoxF};
+use crate::geometry::matcher::Matcher;
 use crate::params::ParamSet;
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
@@ -151,7 +151,7 @@ pub fn losses<B: Backend>(g: &mut Graph<B>, out: &Outputs, anchors: &[BoxF], tar
         let norm = 1.0 / (fg.max(1) as f32 * n as f32);
         for (j, &v) in m.iter().enumerate() {
             let row = (i * a + j) * num_classes;
-            if v != crate::detect::matcher::IGNORED {
+            if v != crate::geometry::matcher::IGNORED {
                 cw[row..row + num_classes].iter_mut().for_each(|w| *w = norm);
             }
             if v >= 0 {

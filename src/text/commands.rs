@@ -3,7 +3,7 @@
 use super::extract::{Extractor, Status};
 use super::reports::read_reports;
 use super::vocab::Vocabulary;
-use super::word2vec::{corpus_sentences, train_cpu, train_cuda, Corpus, Vectors, W2vConfig};
+use super::word2vec::{corpus_sentences, train_batched, train_cpu, Corpus, Vectors, W2vConfig};
 use crate::backend::device::Device;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -149,7 +149,7 @@ pub fn word2vec(device: &Device, a: &Word2vecArgs) -> Result<serde_json::Value> 
     let progress = |done: u64| bar.set_position(done.min(total));
     let t0 = std::time::Instant::now();
     let (vectors, curve) = match device {
-        Device::Cuda(cu) => train_cuda(&corpus, &cfg, cu, &progress)?,
+        Device::Cuda(cu) => train_batched(&corpus, &cfg, cu, &progress)?,
         Device::Cpu(_) => train_cpu(&corpus, &cfg, &progress)?,
     };
     let secs = t0.elapsed().as_secs_f64();

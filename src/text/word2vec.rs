@@ -9,6 +9,8 @@
 
 use super::tokenize::{clean, sentences, tokens};
 use super::vocab::Vocabulary;
+use crate::backend::cpu::sigmoid;
+use crate::backend::Backend;
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -142,9 +144,6 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 /// Trained input vectors (syn0) with their words.
 pub struct Vectors {
@@ -260,18 +259,18 @@ pub fn train_cpu(c: &Corpus, cfg: &W2vConfig, progress: &(dyn Fn(u64) + Sync)) -
     Ok((Vectors { words: c.words.clone(), counts: c.counts.clone(), dim: d, data }, curve))
 }
 
-/// Training on the GPU: the host makes the (context, centre) pairs of about
-/// 1,000 words at a time (subsampling, dynamic window), the kernel applies
-/// their updates in parallel (added atomically, a small minibatch); the
-/// learning rate decays per batch. Larger batches stall: every pair of a
-/// launch reads the same, not yet updated vectors.
-pub fn train_cuda(c: &Corpus, cfg: &W2vConfig, cuda: &crate::Cuda, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vectors, Vec<LossPoint>)> {
-    use crate::Backend;
+/// Training through the backend's `word2vec_sgns` (the GPU's trainer): the
+/// host makes the (context, centre) pairs of about 1,000 words at a time
+/// (subsampling, dynamic window), the backend applies their updates (on CUDA
+/// in parallel, added atomically: a small minibatch); the learning rate
+/// decays per batch. Larger batches stall: every pair of a launch reads the
+/// same, not yet updated vectors.
+pub fn train_batched<B: Backend>(c: &Corpus, cfg: &W2vConfig, b: &B, progress: &(dyn Fn(u64) + Sync)) -> Result<(Vectors, Vec<LossPoint>)> {
     let (v, d) = (c.words.len(), cfg.dim);
     ensure!(d > 0 && cfg.window > 0 && cfg.epochs > 0, "word2vec: dim, window and epochs must be positive");
     let (s0, s1) = init_weights(v, d, cfg.seed);
-    let (mut syn0, mut syn1) = (cuda.upload(&s0)?, cuda.upload(&s1)?);
-    let table = cuda.upload_u32(&c.noise_table())?;
+    let (mut syn0, mut syn1) = (b.upload(&s0)?, b.upload(&s1)?);
+    let table = b.upload_ids(&c.noise_table())?;
     let keep: Vec<f64> = (0..v).map(|w| c.keep_probability(w, cfg.sample)).collect();
     let total = cfg.epochs as u64 * c.total_words;
     let mut rng = Lcg(cfg.seed);
@@ -283,9 +282,9 @@ pub fn train_cuda(c: &Corpus, cfg: &W2vConfig, cuda: &crate::Cuda, progress: &(d
     let mut flush = |pairs: &mut Vec<(u32, u32)>, words: u64, done: &mut u64, launches: &mut u64, last: bool| -> Result<()> {
         if !pairs.is_empty() {
             let flat: Vec<u32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
-            let dp = cuda.upload_u32(&flat)?;
+            let dp = b.upload_ids(&flat)?;
             let alpha = alpha_at(cfg, *done, total);
-            loss_sum += cuda.word2vec_sgns(&mut syn0, &mut syn1, &dp, &table, d, cfg.negative, alpha, cfg.seed ^ *launches)?;
+            loss_sum += b.word2vec_sgns(&mut syn0, &mut syn1, &dp, &table, d, cfg.negative, alpha, cfg.seed ^ *launches)?;
             loss_n += pairs.len() * (cfg.negative + 1);
             *launches += 1;
         }
@@ -309,7 +308,7 @@ pub fn train_cuda(c: &Corpus, cfg: &W2vConfig, cuda: &crate::Cuda, progress: &(d
         }
     }
     flush(&mut pairs, batch_words, &mut done, &mut launches, true)?;
-    let data = cuda.download(&syn0)?;
+    let data = b.download(&syn0)?;
     Ok((Vectors { words: c.words.clone(), counts: c.counts.clone(), dim: d, data }, curve))
 }
 

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use engine::autograd::{Graph, Tensor, Var};
 use engine::rng::Rng;
-use engine::Backend;
+use engine::backend::prelude::*;
 use std::path::PathBuf;
 use std::process::Command;
 

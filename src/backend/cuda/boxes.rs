@@ -3,10 +3,10 @@
 //! bit masks, and walks the masks on the host: the same greedy rule.
 
 use super::{cfg_elems, Cuda};
-use crate::detect::anchors::{cell_anchors, retinanet_sizes, ASPECT_RATIOS};
-use crate::detect::boxes::BoxCoder;
-use crate::detect::matcher::Matcher;
-use crate::detect::nms::order_by_score;
+use crate::geometry::anchors::{cell_anchors, retinanet_sizes, ASPECT_RATIOS};
+use crate::geometry::boxes::BoxCoder;
+use crate::geometry::matcher::Matcher;
+use crate::geometry::nms::order_by_score;
 use anyhow::{ensure, Result};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
@@ -112,7 +112,7 @@ impl Cuda {
     pub(super) fn match_anchors_gpu(&self, m: &Matcher, gt: &CudaSlice<f32>, anchors: &CudaSlice<f32>) -> Result<Vec<i64>> {
         let (ng, na) = (rows("match_anchors", gt)?, rows("match_anchors", anchors)?);
         if ng == 0 || na == 0 {
-            return Ok(vec![crate::detect::matcher::BACKGROUND; na]);
+            return Ok(vec![crate::geometry::matcher::BACKGROUND; na]);
         }
         let (ngi, nai) = (ng as i32, na as i32);
         let (mut best_iou, mut best_gt) = (self.alloc(na)?, self.alloc(na)?);
@@ -136,4 +136,32 @@ impl Cuda {
 /// One thread per row.
 fn cfg_rows(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (n.div_ceil(256).max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+use crate::backend::ops::BoxOps;
+
+impl BoxOps for Cuda {
+    fn box_iou(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf> {
+        self.box_iou_gpu(a, b)
+    }
+
+    fn box_encode(&self, coder: &BoxCoder, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Self::Buf> {
+        self.box_encode_gpu(coder, gt, anchors)
+    }
+
+    fn box_decode(&self, coder: &BoxCoder, d: &Self::Buf, anchors: &Self::Buf, clip: Option<[usize; 2]>) -> Result<Self::Buf> {
+        self.box_decode_gpu(coder, d, anchors, clip)
+    }
+
+    fn anchors(&self, image_size: [usize; 2], grids: &[[usize; 2]], scale: f32) -> Result<Self::Buf> {
+        self.anchors_gpu(image_size, grids, scale)
+    }
+
+    fn nms(&self, boxes: &Self::Buf, scores: &Self::Buf, threshold: f32) -> Result<Vec<usize>> {
+        self.nms_gpu(boxes, scores, threshold)
+    }
+
+    fn match_anchors(&self, matcher: &Matcher, gt: &Self::Buf, anchors: &Self::Buf) -> Result<Vec<i64>> {
+        self.match_anchors_gpu(matcher, gt, anchors)
+    }
 }

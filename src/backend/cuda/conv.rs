@@ -7,7 +7,7 @@
 //! wasting half of a 128-row tile. With `Cuda::with_tf32` the same kernels
 //! run on TF32 tensor cores (cuda/tile_tf32.cuh).
 
-use super::{Cuda, THREADS};
+use super::Cuda;
 use crate::backend::Conv2d;
 use anyhow::{ensure, Result};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
@@ -115,15 +115,15 @@ impl Cuda {
         };
         let divs = ConvDivs::new(p)?;
         let null: u64 = 0;
-        let mut b = self.stream().launch_builder(f);
-        b.arg(p).arg(&divs).arg(x).arg(w);
+        let mut launch = self.stream().launch_builder(f);
+        launch.arg(p).arg(&divs).arg(x).arg(w);
         match bias {
-            Some(bias) => b.arg(bias),
-            None => b.arg(&null),
+            Some(bias) => launch.arg(bias),
+            None => launch.arg(&null),
         };
-        b.arg(&mut y);
+        launch.arg(&mut y);
         // SAFETY: lengths checked against the convolution's shapes; a null bias is allowed.
-        unsafe { b.launch(tile_cfg(pixels, kg, tm, p.groups as usize)) }?;
+        unsafe { launch.launch(tile_cfg(pixels, kg, tm, p.groups as usize)) }?;
         Ok(y)
     }
 
@@ -140,10 +140,10 @@ impl Cuda {
             (_, true) => self.f("conv2d_dgrad_tf32")?,
         };
         let divs = ConvDivs::new(p)?;
-        let mut b = self.stream().launch_builder(f);
-        b.arg(p).arg(&divs).arg(gy).arg(w).arg(&mut gx);
+        let mut launch = self.stream().launch_builder(f);
+        launch.arg(p).arg(&divs).arg(gy).arg(w).arg(&mut gx);
         // SAFETY: lengths checked against the convolution's shapes.
-        unsafe { b.launch(tile_cfg(pixels, cg, tm, p.groups as usize)) }?;
+        unsafe { launch.launch(tile_cfg(pixels, cg, tm, p.groups as usize)) }?;
         Ok(gx)
     }
 
@@ -167,17 +167,11 @@ impl Cuda {
             (_, true) => self.f("conv2d_wgrad_tf32")?,
         };
         let divs = ConvDivs::new(p)?;
-        let mut b = self.stream().launch_builder(f);
-        b.arg(p).arg(&divs).arg(x).arg(gy).arg(&mut partial).arg(&s32).arg(&c32);
+        let mut launch = self.stream().launch_builder(f);
+        launch.arg(p).arg(&divs).arg(x).arg(gy).arg(&mut partial).arg(&s32).arg(&c32);
         // SAFETY: lengths checked; partial holds splits * w_len elements.
-        unsafe { b.launch(tile_cfg(crs, kg, tm, p.groups as usize * splits)) }?;
-        let mut gw = self.alloc(p.w_len())?;
-        let n64 = p.w_len() as i64;
-        let mut b = self.stream().launch_builder(self.f("conv2d_wgrad_sum")?);
-        b.arg(&partial).arg(&mut gw).arg(&n64).arg(&s32);
-        // SAFETY: partial holds splits * w_len elements, gw w_len.
-        unsafe { b.launch(LaunchConfig { grid_dim: ((p.w_len() as u32).div_ceil(THREADS), 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) }?;
-        Ok(gw)
+        unsafe { launch.launch(tile_cfg(crs, kg, tm, p.groups as usize * splits)) }?;
+        self.sum_partials(&partial, p.w_len(), splits)
     }
 }
 
@@ -230,5 +224,21 @@ mod tests {
         assert_eq!(tile_rows(65), 128);
         assert_eq!(tile_cfg(300, 140, 128, 2).grid_dim, (3, 2, 2));
         assert_eq!(tile_cfg(300, 64, 64, 1).grid_dim, (3, 1, 1));
+    }
+}
+
+use crate::backend::ops::ConvOps;
+
+impl ConvOps for Cuda {
+    fn conv2d(&self, p: &Conv2d, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>) -> Result<Self::Buf> {
+        self.conv2d_gpu(p, x, w, bias)
+    }
+
+    fn conv2d_backward_data(&self, p: &Conv2d, gy: &Self::Buf, w: &Self::Buf) -> Result<Self::Buf> {
+        self.conv2d_dgrad_gpu(p, gy, w)
+    }
+
+    fn conv2d_backward_weight(&self, p: &Conv2d, x: &Self::Buf, gy: &Self::Buf) -> Result<Self::Buf> {
+        self.conv2d_wgrad_gpu(p, x, gy)
     }
 }

@@ -138,3 +138,16 @@ mod tests {
         assert_eq!(std::mem::size_of::<XScratch>(), 8 * lens.len());
     }
 }
+
+use crate::backend::ops::AttentionOps;
+
+impl AttentionOps for Cuda {
+    fn cross_attention(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf> {
+        self.cross_attention_gpu(p, phi, alpha, m, mask)
+    }
+
+    fn cross_attention_backward(&self, p: &XAttn, phi: &Self::Buf, alpha: &Self::Buf, m: &Self::Buf, mask: &Self::Buf, g: &Self::Buf)
+        -> Result<(Self::Buf, Self::Buf)> {
+        self.cross_attention_backward_gpu(p, phi, alpha, m, mask, g)
+    }
+}

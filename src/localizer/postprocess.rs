@@ -3,8 +3,9 @@
 //! threshold, the top-k of them, decode and clip their boxes; then class-wise
 //! NMS over all levels and the best `detections_per_image`.
 
-use super::boxes::{clip, BoxCoder, BoxF};
-use super::nms::{batched_nms, order_by_score};
+use crate::backend::cpu::sigmoid;
+use crate::geometry::boxes::{clip, BoxCoder, BoxF};
+use crate::geometry::nms::{batched_nms, order_by_score};
 
 #[derive(Clone, Copy, Debug)]
 pub struct PostProcess {
@@ -36,8 +37,8 @@ impl PostProcess {
         let mut start = 0;
         for &n in level_sizes {
             // Scores in f64: near-equal f32 scores then keep the order exact arithmetic gives.
-            let cand: Vec<usize> = (start * k..(start + n) * k).filter(|&i| sigmoid(logits[i]) > self.score_thresh as f64).collect();
-            let s: Vec<f64> = cand.iter().map(|&i| sigmoid(logits[i])).collect();
+            let cand: Vec<usize> = (start * k..(start + n) * k).filter(|&i| sigmoid(logits[i] as f64) > self.score_thresh as f64).collect();
+            let s: Vec<f64> = cand.iter().map(|&i| sigmoid(logits[i] as f64)).collect();
             for j in order_by_score(&s).into_iter().take(self.topk_candidates) {
                 let i = cand[j];
                 let a = i / k;
@@ -56,8 +57,4 @@ impl PostProcess {
             labels: keep.iter().map(|&i| labels[i]).collect(),
         }
     }
-}
-
-pub fn sigmoid(x: f32) -> f64 {
-    1.0 / (1.0 + (-(x as f64)).exp())
 }

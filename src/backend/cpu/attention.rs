@@ -5,9 +5,20 @@
 //! of SPEC 4.6. Every quantity is recomputed in the backward pass, so the
 //! forward keeps nothing.
 
-use super::cpu::Real;
-use super::XAttn;
+use super::{Cpu, Real};
+use crate::backend::ops::AttentionOps;
+use crate::backend::XAttn;
+use anyhow::{ensure, Result};
 use rayon::prelude::*;
+
+fn check_xattn<T>(p: &XAttn, phi: &[T], alpha: &[T], m: &[T], mask: &[T]) -> Result<()> {
+    let (b, n, mm, d) = (p.b as usize, p.n as usize, p.m as usize, p.d as usize);
+    ensure!(phi.len() == b * n * d && alpha.len() == b * n && m.len() == b * mm * d && mask.len() == b * mm,
+        "cross_attention: buffers of {}, {}, {}, {} elements do not fit {p:?}", phi.len(), alpha.len(), m.len(), mask.len());
+    Ok(())
+}
+
+
 
 /// Forward quantities of one sample.
 struct Fwd<T> {
@@ -201,4 +212,18 @@ pub fn cross_attention_backward<T: Real>(p: &XAttn, phi: &[T], alpha: &[T], m: &
         }
     });
     (gphi, galpha)
+}
+
+
+impl<T: Real> AttentionOps for Cpu<T> {
+    fn cross_attention(&self, p: &XAttn, phi: &Vec<T>, alpha: &Vec<T>, m: &Vec<T>, mask: &Vec<T>) -> Result<Vec<T>> {
+        check_xattn(p, phi, alpha, m, mask)?;
+        Ok(cross_attention(p, phi, alpha, m, mask))
+    }
+
+    fn cross_attention_backward(&self, p: &XAttn, phi: &Vec<T>, alpha: &Vec<T>, m: &Vec<T>, mask: &Vec<T>, g: &Vec<T>) -> Result<(Vec<T>, Vec<T>)> {
+        check_xattn(p, phi, alpha, m, mask)?;
+        ensure!(g.len() == 2 * p.b as usize, "cross_attention_backward: {} upstream values for {} samples", g.len(), p.b);
+        Ok(cross_attention_backward(p, phi, alpha, m, mask, g))
+    }
 }
