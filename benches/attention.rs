@@ -5,7 +5,7 @@
 //! GPU. The CPU runs N = 100 and 300.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::attention::model::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois};
+use engine::nn::attention::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois};
 use engine::autograd::{Graph, Tensor};
 use engine::backend::prelude::*;
 use engine::optim::Optimizer;

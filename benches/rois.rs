@@ -12,7 +12,7 @@ mod host_rois;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use engine::backend::Backend;
 use engine::data::image::Gray;
-use engine::detector::checkpoint::ModelMeta;
+use engine::localizer::bundle::ModelMeta;
 use engine::localizer::{rois, Localizer};
 use engine::nn::retinanet::{init_params, RetinaConfig};
 use engine::nn::BnMode;

@@ -42,8 +42,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub top_n: Option<usize>,
     /// Cross-attention variant of the attention model.
-    #[arg(long, value_enum, default_value_t = crate::attention::model::Variant::Literal)]
-    pub variant: crate::attention::model::Variant,
+    #[arg(long, value_enum, default_value_t = crate::nn::attention::Variant::Literal)]
+    pub variant: crate::nn::attention::Variant,
     /// Train the attention model without the classification loss (the ablation).
     #[arg(long)]
     pub no_classification: bool,

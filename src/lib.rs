@@ -1,9 +1,12 @@
 //! engine: a weakly supervised pneumonia localizer for chest X-rays, trained
 //! from the words of radiology reports, with its own CUDA kernels.
 //!
-//! Layers: `shape` (index layouts), `backend` (the op trait, CPU reference,
-//! CUDA), `autograd` (the tape), `params` / `optim` / `weights` (training
-//! state on disk), `info` (what `engine info` prints).
+//! Layers: `shape` (index layouts), `backend` (the op traits by family, CPU
+//! reference, CUDA), `tensor` and `autograd` (the tape), `params` / `optim` /
+//! `weights` (training state on disk), `nn` (ResNet-50, RetinaNet),
+//! `geometry` (boxes), `localizer` (image to boxes: detector, ROIs, attention
+//! model), `folder` (walking images); the commands in `detector`, `text`,
+//! `attention`, `demo` and `info`. README "Architecture" has the data path.
 
 pub mod attention;
 pub mod autograd;

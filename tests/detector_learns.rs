@@ -8,7 +8,7 @@
 //! runs: the CPU training is deterministic for a seed).
 
 use engine::data::synth::{write_dataset, SynthConfig};
-use engine::detector::checkpoint::load_model;
+use engine::localizer::bundle::load_model;
 use engine::detector::dataset::{samples, Sample};
 use engine::detector::train::{evaluate, top1_hit_rate, train, OptimizerKind, TrainArgs};
 use engine::nn::retinanet::init_params;

@@ -7,7 +7,7 @@
 
 mod common;
 use common::{assert_close, fixtures_dir};
-use engine::attention::model::{infer, init_params, loss, similarity_fused, similarity_ops, Attributes, Batch, Head, HeadConfig, Rois, SimilarityFn};
+use engine::nn::attention::{infer, init_params, loss, similarity_fused, similarity_ops, Attributes, Batch, Head, HeadConfig, Rois, SimilarityFn};
 use engine::autograd::{Graph, Tensor, Var};
 use engine::geometry::boxes::as_boxes;
 use engine::geometry::nms::nms;

@@ -7,7 +7,7 @@ use engine::attention::roi_cache::{cached, extract_all, load_all};
 use engine::localizer::rois::FEATURE_DIM;
 use engine::localizer::Localizer;
 use engine::data::synth::{write_dataset, SynthConfig};
-use engine::detector::checkpoint::ModelMeta;
+use engine::localizer::bundle::ModelMeta;
 use engine::nn::retinanet::{init_params, RetinaConfig};
 use engine::nn::BnMode;
 use engine::Cpu;

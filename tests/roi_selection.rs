@@ -9,7 +9,7 @@ mod host_rois;
 
 use engine::backend::prelude::*;
 use engine::data::image::Gray;
-use engine::detector::checkpoint::ModelMeta;
+use engine::localizer::bundle::ModelMeta;
 use engine::localizer::Localizer;
 use engine::nn::retinanet::{init_params, RetinaConfig};
 use host_rois::host_rois;

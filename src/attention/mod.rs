@@ -1,8 +1,7 @@
-//! Stage 3: the cross-attention model that learns from report attributes
-//! where the disease is, its training and inference.
+//! Stage 3: training the cross-attention model (`nn::attention`) on the
+//! cached ROIs and the report attributes, and `engine infer`.
 
 pub mod data;
 pub mod infer;
-pub mod model;
 pub mod roi_cache;
 pub mod train;

@@ -6,7 +6,7 @@
 //! stops training with a message, the last good checkpoint kept.
 
 use super::data::{join, macro_auc, make_batch, read_attributes, split_by_patient, AttributeVectors, HostBatch, Sample};
-use super::model::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois, Variant};
+use crate::nn::attention::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois, Variant};
 use super::roi_cache::{extract_all, load_all};
 use crate::autograd::Graph;
 use crate::tensor::Tensor;

@@ -4,7 +4,8 @@
 //! checkpoints every epoch and `--resume`. A non-finite loss stops training
 //! with a message and leaves the last good checkpoint in place.
 
-use super::checkpoint::{load_checkpoint, save_checkpoint, save_model, ModelMeta, Resume};
+use super::checkpoint::{load_checkpoint, save_checkpoint, Resume};
+use crate::localizer::bundle::{save_model, ModelMeta};
 use super::dataset::{load_batch, samples, split, Sample};
 use crate::autograd::Graph;
 use crate::tensor::Tensor;

@@ -1,15 +1,48 @@
-//! The bundle `engine train` writes and `engine infer`, the demo and `engine
-//! eval` read: the detector and the attention model in one safetensors file,
-//! each with its metadata (`engine_model`, `engine_attention`).
+//! Model files. `engine detector train` writes the detector's
+//! `model.safetensors`: the weights under torchvision's names (loadable by
+//! PyTorch) with the configuration in its metadata (`engine_model`). `engine
+//! train` writes the bundle that `engine infer`, the demo and `engine eval`
+//! read: the detector and the attention model in one file, each with its
+//! metadata (`engine_model`, `engine_attention`). Both are written atomically.
 
-use crate::attention::model::{init_params, HeadConfig};
+use crate::nn::attention::{init_params, HeadConfig};
 use crate::backend::Backend;
-use crate::detector::checkpoint::ModelMeta;
+use crate::nn::retinanet::RetinaConfig;
 use crate::params::ParamSet;
-use crate::weights::{assign_strict, read, write, StoreDtype, TensorFile};
+use crate::weights::{assign_strict, read, save_params, write, StoreDtype, TensorFile};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Configuration stored with the weights.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ModelMeta {
+    pub retina: RetinaConfig,
+    /// Square input side the model was trained at.
+    pub image_size: usize,
+}
+
+pub fn save_model<B: Backend>(b: &B, params: &ParamSet<B>, meta: &ModelMeta, path: &Path) -> Result<()> {
+    let mut m = BTreeMap::new();
+    m.insert("engine_model".to_string(), serde_json::to_string(meta)?);
+    save_params(b, params, path, StoreDtype::F32, &m)
+}
+
+/// A model file from `engine detector train` (or any torchvision RetinaNet
+/// state dict with `--num-classes` given through `meta`).
+pub fn load_model<B: Backend>(b: &B, path: &Path, fallback: Option<ModelMeta>) -> Result<(ParamSet<B>, ModelMeta)> {
+    let file = read(path)?;
+    let meta: ModelMeta = match file.metadata.get("engine_model") {
+        Some(s) => serde_json::from_str(s).with_context(|| format!("{}: unreadable engine_model metadata", path.display()))?,
+        None => fallback.with_context(|| format!("{}: no engine_model metadata (not written by the engine)", path.display()))?,
+    };
+    let mut params = crate::nn::retinanet::init_params(b, &meta.retina, 0)?;
+    let model: BTreeMap<String, crate::weights::HostTensor> =
+        file.tensors.iter().filter(|(k, _)| !k.starts_with("optimizer.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let only_model = crate::weights::TensorFile { tensors: model, ..file };
+    assign_strict(b, &mut params, &only_model, "")?;
+    Ok((params, meta))
+}
 
 /// What a trained attention model needs besides its weights.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -13,7 +13,7 @@ pub mod rois;
 use crate::autograd::Graph;
 use crate::backend::Backend;
 use crate::data::image::{to_input, Gray};
-use crate::detector::checkpoint::{load_model, ModelMeta};
+use crate::localizer::bundle::{load_model, ModelMeta};
 use crate::nn::retinanet::{self, Outputs};
 use crate::nn::{FrozenBn, Net};
 use crate::params::ParamSet;

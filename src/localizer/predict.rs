@@ -4,7 +4,7 @@
 
 use super::bundle::AttnMeta;
 use super::rois::{ImageRois, FEATURE_DIM};
-use crate::attention::model::{infer as head_infer, Head, Rois};
+use crate::nn::attention::{infer as head_infer, Head, Rois};
 use crate::autograd::Graph;
 use crate::backend::Backend;
 use crate::geometry::boxes::BoxF;

@@ -13,7 +13,7 @@ use super::Pass;
 use crate::backend::cpu::sigmoid;
 use crate::backend::Backend;
 use crate::data::image::Gray;
-use crate::detector::checkpoint::ModelMeta;
+use crate::localizer::bundle::ModelMeta;
 use crate::geometry::boxes::{area, as_boxes, BoxCoder, BoxF};
 use crate::geometry::nms::order_by_score;
 use crate::nn::retinanet::NUM_ANCHORS;

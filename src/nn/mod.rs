@@ -1,7 +1,8 @@
 //! Network modules with torchvision's parameter names: a small builder
 //! (`Net`) over the tape, ResNet-50, the FPN with P6/P7 and the RetinaNet
-//! heads and losses.
+//! heads and losses, and the cross-attention model (`attention`).
 
+pub mod attention;
 pub mod resnet;
 pub mod retinanet;
 

@@ -4,7 +4,7 @@
 //! of benches/rois.rs.
 
 use engine::backend::Backend;
-use engine::detector::checkpoint::ModelMeta;
+use engine::localizer::bundle::ModelMeta;
 use engine::geometry::boxes::{area, BoxCoder, BoxF};
 use engine::geometry::nms::order_by_score;
 use engine::localizer::rois::{RoiSet, FEATURE_DIM};

@@ -1,4 +1,4 @@
-//! The CPU backend's box geometry: `detect/` on the backend's buffers (the
+//! The CPU backend's box geometry: `geometry/` on the backend's buffers (the
 //! geometry is f32 on both backends, as torchvision's).
 
 use super::{Cpu, Real};

@@ -11,21 +11,22 @@ use num_traits::{Float, FromPrimitive, ToPrimitive};
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
-
+// One file per op family, named as its kernel file in cuda/.
+mod attention;
+mod boxes;
+mod conv;
 mod elementwise;
+mod gemm;
+mod layout;
+mod losses;
+mod norm;
+mod optim;
+mod pool;
 mod reduce;
 mod softmax;
 mod word2vec;
-mod norm;
-mod gemm;
-mod conv;
-mod pool;
-mod layout;
 pub(crate) use layout::check_lines;
-mod losses;
-mod optim;
-mod attention;
-mod boxes;
+
 /// Element type of the CPU backend (f32 for the product, f64 for checks).
 pub trait Real: Float + FromPrimitive + ToPrimitive + Default + Send + Sync + std::fmt::Debug + std::iter::Sum + 'static {
     fn of(v: f64) -> Self {

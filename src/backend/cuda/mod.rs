@@ -59,19 +59,20 @@ pub fn unavailable_reason() -> Option<String> {
     }
 }
 
+// One file per op family, named as its kernel file in cuda/.
+mod attention;
+mod boxes;
+mod conv;
 mod elementwise;
+mod gemm;
+mod layout;
+mod losses;
+mod norm;
+mod optim;
+mod pool;
 mod reduce;
 mod softmax;
 mod word2vec;
-mod norm;
-mod gemm;
-mod conv;
-mod pool;
-mod layout;
-mod losses;
-mod optim;
-mod attention;
-mod boxes;
 
 /// The embedded PTX of every `cuda/*.cu` (empty in a build without nvcc).
 pub mod kernels {
