@@ -10,6 +10,7 @@ use crate::backend::device::Device;
 use crate::backend::Backend;
 use crate::data::image::load;
 use crate::data::synth::{write_dataset, SynthConfig};
+use crate::eval::metrics::{best_iou, top1_accuracy, IOU_THRESHOLDS};
 use crate::geometry::boxes::{area, iou, BoxF};
 use crate::detector::train::{train as train_detector, OptimizerKind, TrainArgs};
 use crate::localizer::Localizer;
@@ -108,13 +109,6 @@ pub fn distinct_boxes(boxes: &[BoxF]) -> usize {
     seen.len()
 }
 
-/// IoU accuracy at the three thresholds of a top-box list against truth boxes.
-pub fn iou_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
-    let best: Vec<f32> = top.iter().zip(truth).map(|(b, t)| best_iou(b, t)).collect();
-    let n = best.len().max(1) as f64;
-    [0.25, 0.5, 0.75].map(|th| best.iter().filter(|&&v| v > th).count() as f64 / n)
-}
-
 pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let gpu = matches!(device, Device::Cuda(_));
     let count = a.count.unwrap_or(if gpu { 2000 } else { 400 });
@@ -177,12 +171,12 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
 
     stage("7/7 held-out phantoms");
     let ev = crate::with_backend!(device.clone(), |b| evaluate(&b, &attn_out.join("model.safetensors"), &data.join("images"), test))?;
-    let (d, m) = (iou_accuracy(&ev.detector_top, &ev.truth), iou_accuracy(&ev.attention_top, &ev.truth));
+    let (d, m) = (top1_accuracy(&ev.detector_top, &ev.truth), top1_accuracy(&ev.attention_top, &ev.truth));
     let (best, random) = ev.roi_bounds();
     let report = json!({
         "device": device.name(), "phantoms": count, "size": size, "held_out_with_pneumonia": ev.truth.len(), "seconds": t0.elapsed().as_secs_f64(),
         "iou_accuracy": { "thresholds": [0.25, 0.5, 0.75], "detector_top_box": d, "attention_top_box": m, "best_roi": best, "random_roi": random,
-            "alpha_times_score_top_box": iou_accuracy(&ev.combined_top, &ev.truth) },
+            "alpha_times_score_top_box": top1_accuracy(&ev.combined_top, &ev.truth) },
         "rois_per_image": top_n, "boxed_training_phantoms": boxed.len(),
         "top_box_area_over_truth": { "detector": area_ratio(&ev.detector_top, &ev.truth), "attention": area_ratio(&ev.attention_top, &ev.truth) },
         "distinct_top_boxes": { "detector": distinct_boxes(&ev.detector_top), "attention": distinct_boxes(&ev.attention_top),
@@ -207,18 +201,13 @@ struct Evaluation {
     roi_ious: Vec<Vec<f32>>,
 }
 
-/// IoU of a box with the nearest truth box.
-fn best_iou(b: &BoxF, truth: &[BoxF]) -> f32 {
-    truth.iter().map(|g| iou(b, g)).fold(0.0, f32::max)
-}
-
 impl Evaluation {
     /// IoU accuracy at the three thresholds of the best ROI of each image (an
     /// upper bound for any ranking of the ROIs) and of a ROI drawn at random
     /// (its expectation).
     fn roi_bounds(&self) -> ([f64; 3], [f64; 3]) {
         let n = self.roi_ious.len().max(1) as f64;
-        let th = [0.25f32, 0.5, 0.75];
+        let th = IOU_THRESHOLDS;
         let best = th.map(|t| self.roi_ious.iter().filter(|v| v.iter().any(|&x| x > t)).count() as f64 / n);
         let random = th.map(|t| self.roi_ious.iter().map(|v| v.iter().filter(|&&x| x > t).count() as f64 / v.len().max(1) as f64).sum::<f64>() / n);
         (best, random)

@@ -15,6 +15,7 @@ pub mod data;
 pub mod demo;
 pub mod detector;
 pub mod draw;
+pub mod eval;
 pub mod folder;
 pub mod geometry;
 pub mod info;

@@ -61,8 +61,17 @@ enum Command {
     Train(engine::attention::train::AttnTrainArgs),
     /// Boxes and attribute probabilities from images alone: JSON and PNG overlays.
     Infer(engine::attention::infer::AttnInferArgs),
+    /// Evaluate against truth boxes (the paper's tables).
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// The whole method end to end on synthetic phantoms, with the IoU table of detector vs attention model.
     Demo(engine::demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Table 1: IoU accuracy of the detector, the attention model and context rows on boxed images, with bootstrap intervals.
+    Localize(engine::eval::localize::LocalizeArgs),
 }
 
 #[derive(Subcommand)]
@@ -159,6 +168,12 @@ fn run(cli: Cli) -> Result<()> {
             let n = r["images"].as_array().map_or(0, |v| v.len());
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());
+        }
+        Command::Eval(EvalCommand::Localize(args)) => {
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
+            let r = engine::with_backend!(device, |b| engine::eval::localize::run(b, &args))?;
+            print!("{}", engine::eval::localize::table(&r));
+            println!("-> {}", args.out.join("eval.json").display());
         }
         Command::Demo(args) => {
             let device = Device::select(cli.device)?.with_tf32(cli.tf32);

@@ -1,6 +1,8 @@
-//! Data the engine reads and makes: images, RSNA-format box labels, and the
-//! synthetic chest phantoms with their reports.
+//! Data the engine reads and makes: images, RSNA-format box labels, truth
+//! boxes and image labels for evaluation, and the synthetic chest phantoms
+//! with their reports.
 
 pub mod image;
 pub mod rsna;
 pub mod synth;
+pub mod truth;

@@ -116,7 +116,8 @@ pub fn select<B: Backend>(b: &B, pass: &Pass<B>, meta: &ModelMeta, imgs: &[(&str
         }
         let tower = &pass.g.value(out.cls_tower[l]).buf;
         let rows = b.download(&b.gather_lines(tower, AxisLayout { outer: n, n: FEATURE_DIM, inner: hw }, &lines)?)?;
-        let mut next = rows.chunks_exact(FEATURE_DIM);
+        // the rows come back in the order the lines were listed
+        let mut next = 0;
         for image in sets.iter_mut() {
             for (picked, set) in image.iter_mut() {
                 if set.features.is_empty() {
@@ -124,8 +125,8 @@ pub fn select<B: Backend>(b: &B, pass: &Pass<B>, meta: &ModelMeta, imgs: &[(&str
                 }
                 for (r, &j) in picked.iter().enumerate() {
                     if level_of[j].0 == l {
-                        let row = next.next().expect("one gathered row per selected ROI of this level");
-                        set.features[r * FEATURE_DIM..(r + 1) * FEATURE_DIM].copy_from_slice(row);
+                        set.features[r * FEATURE_DIM..(r + 1) * FEATURE_DIM].copy_from_slice(&rows[next * FEATURE_DIM..(next + 1) * FEATURE_DIM]);
+                        next += 1;
                     }
                 }
             }
