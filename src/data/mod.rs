@@ -3,6 +3,7 @@
 //! with their reports.
 
 pub mod image;
+pub mod mimic;
 pub mod rsna;
 pub mod synth;
 pub mod truth;

@@ -1,7 +1,8 @@
 //! Truth boxes for evaluation, from the formats users have: the RSNA
 //! challenge CSV, NIH ChestX-ray8's `BBox_List_2017.csv`, a plain box table
-//! (`image,x,y,width,height` with optional `label` and `source`), and the
-//! phantoms' `truth.jsonl`; the format is told by the file's header. Boxes
+//! (`image,x,y,width,height` with optional `label` and `source`), MS-CXR's
+//! local-alignment CSV (boxes on MIMIC-CXR images), and the phantoms'
+//! `truth.jsonl`; the format is told by the file's header. Boxes
 //! stay in each image's own pixels; images are keyed by file stem (NIH's
 //! `00022084_000.png` and RSNA's `00022084_000` name the same image). A row
 //! that cannot be used is an error naming the file and line; a column the
@@ -19,6 +20,9 @@ pub struct TruthBox {
     pub label: String,
     /// Who drew it, where the file says ("rsna", "nih_bbox2017", ...).
     pub source: String,
+    /// (width, height) of the image the box was drawn on, where the file says
+    /// (MS-CXR); a differently sized copy of the image gets the box scaled.
+    pub frame: Option<(f32, f32)>,
 }
 
 /// Truth boxes by image; an image listed without boxes is a negative.
@@ -31,6 +35,17 @@ pub struct Truth {
 impl Truth {
     pub fn boxes(&self, id: &str) -> Vec<BoxF> {
         self.images.get(id).map(|v| v.iter().map(|b| b.bbox).collect()).unwrap_or_default()
+    }
+    /// The boxes of `id` in the pixels of its image as read (`width` x `height`).
+    pub fn boxes_in(&self, id: &str, width: usize, height: usize) -> Vec<BoxF> {
+        let Some(v) = self.images.get(id) else { return Vec::new() };
+        v.iter().map(|b| match b.frame {
+            Some((fw, fh)) if fw > 0.0 && fh > 0.0 => {
+                let (sx, sy) = (width as f32 / fw, height as f32 / fh);
+                [b.bbox[0] * sx, b.bbox[1] * sy, b.bbox[2] * sx, b.bbox[3] * sy]
+            }
+            _ => b.bbox,
+        }).collect()
     }
     /// Number of boxes over all images.
     pub fn box_count(&self) -> usize {
@@ -66,9 +81,12 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
     if has("patientId") && has("Target") {
         let labels = crate::data::rsna::read_labels(path)?;
         let images = labels.images.into_iter().map(|(id, v)| {
-            (image_key(&id), v.into_iter().map(|bbox| TruthBox { bbox, label: "Lung Opacity".into(), source: "rsna".into() }).collect())
+            (image_key(&id), v.into_iter().map(|bbox| TruthBox { bbox, label: "Lung Opacity".into(), source: "rsna".into(), frame: None }).collect())
         }).collect();
         return Ok(Truth { images, warnings: Vec::new() });
+    }
+    if has("dicom_id") && has("category_name") && has("x") {
+        return read_ms_cxr(path, rdr);
     }
     if has("Image Index") && has("Finding Label") {
         return read_nih_boxes(path, rdr);
@@ -107,7 +125,7 @@ fn read_nih_boxes(path: &Path, mut rdr: csv::Reader<std::fs::File>) -> Result<Tr
         }
         let n = |i: usize, name: &str| number(path, line, name, f[i]);
         let bbox = xywh(path, line, n(2, "x")?, n(3, "y")?, n(4, "w")?, n(5, "h")?)?;
-        truth.images.entry(image_key(f[0])).or_default().push(TruthBox { bbox, label: f[1].to_string(), source: "nih_bbox2017".into() });
+        truth.images.entry(image_key(f[0])).or_default().push(TruthBox { bbox, label: f[1].to_string(), source: "nih_bbox2017".into(), frame: None });
     }
     ensure!(!truth.images.is_empty(), "{}: no rows", path.display());
     Ok(truth)
@@ -140,7 +158,31 @@ fn read_box_table(path: &Path, headers: &[String], mut rdr: csv::Reader<std::fs:
         let n = |i: usize, name: &str| number(path, line, name, get(i));
         let bbox = xywh(path, line, n(cx, "x")?, n(cy, "y")?, n(cw, "width")?, n(ch, "height")?)?;
         let text = |c: Option<usize>| c.map(|i| get(i).to_string()).unwrap_or_default();
-        entry.push(TruthBox { bbox, label: text(cl), source: text(cs) });
+        entry.push(TruthBox { bbox, label: text(cl), source: text(cs), frame: None });
+    }
+    ensure!(!truth.images.is_empty(), "{}: no rows", path.display());
+    Ok(truth)
+}
+
+/// MS-CXR's local-alignment CSV (`dicom_id,category_name,label_text,path,
+/// x,y,w,h,image_width,image_height[,split]`): boxes on MIMIC-CXR images,
+/// keyed by `dicom_id`, in the frame of `image_width` x `image_height`. Its
+/// `split` column is not used (the evaluation chooses its own split).
+fn read_ms_cxr(path: &Path, mut rdr: csv::Reader<std::fs::File>) -> Result<Truth> {
+    let headers: Vec<String> = rdr.headers()?.iter().map(|h| h.trim().to_string()).collect();
+    let col = |n: &str| headers.iter().position(|h| h == n).with_context(|| format!("{}: missing column {n:?} of MS-CXR", path.display()));
+    let (cd, cc, cx, cy, cw, ch, iw, ih) = (col("dicom_id")?, col("category_name")?, col("x")?, col("y")?, col("w")?, col("h")?, col("image_width")?, col("image_height")?);
+    let mut truth = Truth::default();
+    for (row, rec) in rdr.records().enumerate() {
+        let line = row + 2;
+        let rec = rec.with_context(|| format!("{}: line {line} is not valid CSV", path.display()))?;
+        let get = |i: usize| rec.get(i).unwrap_or("").trim();
+        ensure!(!get(cd).is_empty(), "{}: line {line}: empty dicom_id", path.display());
+        let n = |i: usize, name: &str| number(path, line, name, get(i));
+        let bbox = xywh(path, line, n(cx, "x")?, n(cy, "y")?, n(cw, "w")?, n(ch, "h")?)?;
+        let frame = (n(iw, "image_width")?, n(ih, "image_height")?);
+        ensure!(bbox[2] <= frame.0 + 0.5 && bbox[3] <= frame.1 + 0.5, "{}: line {line}: box {bbox:?} lies outside its {}x{} image", path.display(), frame.0, frame.1);
+        truth.images.entry(get(cd).to_string()).or_default().push(TruthBox { bbox, label: get(cc).to_string(), source: "ms-cxr".into(), frame: Some(frame) });
     }
     ensure!(!truth.images.is_empty(), "{}: no rows", path.display());
     Ok(truth)
@@ -160,7 +202,7 @@ fn read_truth_jsonl(path: &Path) -> Result<Truth> {
             let b: Vec<f32> = o["bbox"].as_array().into_iter().flatten().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
             ensure!(b.len() == 4 && b[2] > b[0] && b[3] > b[1] && b[0] >= 0.0 && b[1] >= 0.0,
                 "{}: line {line}: opacity bbox {:?} is not x1, y1, x2, y2 of a non-empty box", path.display(), o["bbox"]);
-            entry.push(TruthBox { bbox: [b[0], b[1], b[2], b[3]], label: "opacity".into(), source: "phantom".into() });
+            entry.push(TruthBox { bbox: [b[0], b[1], b[2], b[3]], label: "opacity".into(), source: "phantom".into(), frame: None });
         }
     }
     ensure!(!truth.images.is_empty(), "{}: no rows", path.display());

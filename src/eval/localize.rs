@@ -109,7 +109,7 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
         let refs: Vec<(&str, &Gray)> = ids.iter().zip(&imgs).map(|(id, (_, g))| (id.as_str(), g)).collect();
         let grays: Vec<&Gray> = imgs.iter().map(|(_, g)| g).collect();
         let mut batch: Vec<ImageResult> = imgs.iter().zip(&ids).map(|((p, g), id)| ImageResult {
-            id: id.clone(), path: p.display().to_string(), size: (g.width, g.height), truth: truth.boxes(id), ..Default::default()
+            id: id.clone(), path: p.display().to_string(), size: (g.width, g.height), truth: truth.boxes_in(id, g.width, g.height), ..Default::default()
         }).collect();
         let det = detector.as_ref().or(attention.as_ref()).context("no detector")?;
         for (r, d) in batch.iter_mut().zip(det.detections(&grays, &pp)?) {
