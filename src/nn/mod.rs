@@ -3,6 +3,7 @@
 //! heads and losses, and the cross-attention model (`attention`).
 
 pub mod attention;
+pub mod classifier;
 pub mod resnet;
 pub mod retinanet;
 
