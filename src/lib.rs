@@ -11,6 +11,7 @@
 pub mod attention;
 pub mod autograd;
 pub mod backend;
+pub mod classifier;
 pub mod data;
 pub mod demo;
 pub mod detector;

@@ -61,11 +61,20 @@ enum Command {
     Train(engine::attention::train::AttnTrainArgs),
     /// Boxes and attribute probabilities from images alone: JSON and PNG overlays.
     Infer(engine::attention::infer::AttnInferArgs),
+    /// The image classifier of the CAM and Grad-CAM baselines.
+    #[command(subcommand)]
+    Classifier(ClassifierCommand),
     /// Evaluate against truth boxes (the paper's tables).
     #[command(subcommand)]
     Eval(EvalCommand),
     /// The whole method end to end on synthetic phantoms, with the IoU table of detector vs attention model.
     Demo(engine::demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum ClassifierCommand {
+    /// Train ResNet-50 + global average pooling + one logit on image-level labels.
+    Train(engine::classifier::ClassifierTrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +177,10 @@ fn run(cli: Cli) -> Result<()> {
             let n = r["images"].as_array().map_or(0, |v| v.len());
             let skipped = r["skipped"].as_array().map_or(0, |v| v.len());
             println!("{n} images, {skipped} skipped -> {}", args.out.display());
+        }
+        Command::Classifier(ClassifierCommand::Train(args)) => {
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
+            engine::with_backend!(device, |b| engine::classifier::train(b, &args))?;
         }
         Command::Eval(EvalCommand::Localize(args)) => {
             let device = Device::select(cli.device)?.with_tf32(cli.tf32);

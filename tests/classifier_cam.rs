@@ -65,3 +65,35 @@ fn the_classifier_gives_layer4_maps_and_one_logit() {
     assert_eq!(params.get("fc.weight").unwrap().value.shape, vec![1, 2048]);
     assert!(params.get("layer4.2.conv3.weight").is_ok(), "torchvision's names");
 }
+
+#[test]
+fn classifier_training_logs_keeps_the_best_and_resumes() {
+    use engine::classifier::{labelled_images, train, ClassifierTrainArgs};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = engine::data::synth::SynthConfig { count: 20, size: 64, seed: 9, positive_rate: 0.5 };
+    let phantoms = engine::data::synth::write_dataset(&data, &cfg, || {}).unwrap();
+    let mut a = ClassifierTrainArgs {
+        images: Some(data.join("images")), labels: Some(data.join("truth.jsonl")), image_labels: None, mimic: None,
+        labeller: engine::data::mimic::Labeller::Chexpert, finding: "Pneumonia".into(), out: dir.path().join("run"), size: 64, epochs: 2,
+        batch: 4, lr: 1e-4, val_split: 0.25, patience: 5, init: None, resume: false, max_steps: Some(2), seed: 1,
+    };
+    // the phantoms' truth has no finding names: an image with any box is positive
+    let items = labelled_images(&a).unwrap();
+    assert_eq!(items.len(), 20);
+    assert_eq!(items.iter().filter(|x| x.2 > 0.5).count(), phantoms.iter().filter(|p| !p.opacities.is_empty()).count());
+    let last = train(Cpu::<f32>::new(), &a).unwrap();
+    assert_eq!(last["epoch"], 2);
+    assert!(last["val_loss"].as_f64().unwrap().is_finite());
+    let (params, meta) = engine::localizer::bundle::load_classifier(&Cpu::<f32>::new(), &dir.path().join("run/model.safetensors")).unwrap();
+    assert_eq!((meta.image_size, params.get("fc.weight").unwrap().value.shape.clone()), (64, vec![1, 2048]));
+    // resumed with one more epoch: only epoch 3 runs
+    a.epochs = 3;
+    a.resume = true;
+    assert_eq!(train(Cpu::<f32>::new(), &a).unwrap()["epoch"], 3);
+    let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
+    assert_eq!(log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // no label source is an error
+    let none = ClassifierTrainArgs { labels: None, ..a };
+    assert!(labelled_images(&none).unwrap_err().to_string().contains("exactly one"));
+}

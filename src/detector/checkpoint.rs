@@ -1,9 +1,8 @@
-//! Detector training checkpoints: `checkpoint.safetensors` is the model file
-//! (`localizer::bundle::save_model`) plus the optimizer state and the epoch,
-//! for `--resume`; written atomically.
+//! Training checkpoints (detector and classifier): `checkpoint.safetensors`
+//! is the model file (`localizer::bundle`) plus the optimizer state and the
+//! epoch, for `--resume`; written atomically.
 
 use crate::backend::Backend;
-use crate::localizer::bundle::ModelMeta;
 use crate::optim::Optimizer;
 use crate::params::ParamSet;
 use crate::weights::{assign_strict, read, write, StoreDtype};
@@ -17,14 +16,16 @@ pub struct Resume {
     pub step: usize,
 }
 
-pub fn save_checkpoint<B: Backend>(b: &B, params: &ParamSet<B>, opt: &Optimizer<B>, meta: &ModelMeta, state: &Resume, path: &Path) -> Result<()> {
+/// Weights, optimizer state, epoch and step; `model` is the model file's
+/// metadata entry (`engine_model`, `engine_classifier`).
+pub fn save_checkpoint<B: Backend>(b: &B, params: &ParamSet<B>, opt: &Optimizer<B>, model: (&str, String), state: &Resume, path: &Path) -> Result<()> {
     let mut tensors = Vec::new();
     for p in &params.params {
         tensors.push((p.name.clone(), p.value.shape.clone(), p.value.to_host(b)?));
     }
     tensors.extend(opt.state_tensors(b, params)?);
     let mut m = BTreeMap::new();
-    m.insert("engine_model".to_string(), serde_json::to_string(meta)?);
+    m.insert(model.0.to_string(), model.1);
     m.insert("epoch".to_string(), state.epoch.to_string());
     m.insert("step".to_string(), state.step.to_string());
     write(path, &tensors, StoreDtype::F32, &m)

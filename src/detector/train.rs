@@ -294,7 +294,7 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
             }
         }
         state.epoch = epoch + 1;
-        save_checkpoint(&b, &params, &opt, &meta, &state, &ckpt)?;
+        save_checkpoint(&b, &params, &opt, ("engine_model", serde_json::to_string(&meta)?), &state, &ckpt)?;
         save_model(&b, &params, &meta, &a.out.join("model.safetensors"))?;
         last = json!({
             "epoch": epoch + 1, "steps": state.step, "lr": learning_rate(a, base_lr, epoch, state.step),

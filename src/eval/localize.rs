@@ -1,9 +1,11 @@
 //! `engine eval localize`: the paper's Table 1 on any boxed images. Every
 //! method runs on the same images in one pass: the supervised detector (its
 //! highest-score box), the attention model (highest alpha after NMS), an
-//! optional second attention bundle (the ablation row), and for context the
-//! best of each image's ROIs (a bound for any ranking) and a random ROI (its
-//! expectation). Metrics (SPEC 5.1, 5.2) with 95 % bootstrap intervals over
+//! optional second attention bundle (the ablation row), CAM and Grad-CAM of
+//! a classifier (the box of the largest region above 20 % / 15 % of the
+//! map's maximum; the map's grid cells scaled to the image, not bilinearly
+//! upsampled), and for context the best of each image's ROIs (a bound for
+//! any ranking) and a random ROI (its expectation). Metrics (SPEC 5.1, 5.2) with 95 % bootstrap intervals over
 //! images and a paired bootstrap of "attention model minus detector".
 //! Output: a Markdown table on stdout, `eval.json`, `per_image.csv`, and with
 //! `--draw` one PNG per image (truth green, each method's top box in its colour).
@@ -42,6 +44,12 @@ pub struct LocalizeArgs {
     /// A second attention bundle, e.g. trained with --no-classification (the paper's ablation row).
     #[arg(long)]
     pub ablation: Option<PathBuf>,
+    /// The classifier of `engine classifier train`: adds the CAM and Grad-CAM rows.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Heatmap threshold as a fraction of its maximum (default: 0.2 for CAM, 0.15 for Grad-CAM, as their papers).
+    #[arg(long)]
+    pub cam_threshold: Option<f32>,
     /// Output folder (eval.json, per_image.csv).
     #[arg(long, default_value = "eval")]
     pub out: PathBuf,
@@ -84,6 +92,8 @@ struct ImageResult {
 const DETECTOR: &str = "detector";
 const ATTENTION: &str = "attention model";
 const ABLATION: &str = "attention model (ablation)";
+const CAM: &str = "CAM";
+const GRAD_CAM: &str = "Grad-CAM";
 
 fn scale(b: &BoxF, w: usize, h: usize) -> BoxF {
     [b[0] * w as f32, b[1] * h as f32, b[2] * w as f32, b[3] * h as f32]
@@ -91,7 +101,8 @@ fn scale(b: &BoxF, w: usize, h: usize) -> BoxF {
 
 /// Runs every method on every image of `a.images` that the truth lists.
 fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<ImageResult>, Vec<String>)> {
-    ensure!(a.detector.is_some() || a.attention.is_some(), "give --detector, --attention or both");
+    ensure!(a.detector.is_some() || a.attention.is_some() || a.classifier.is_some(), "give --detector, --attention, --classifier or several");
+    let classifier = a.classifier.as_deref().map(|p| crate::localizer::bundle::load_classifier(b, p)).transpose()?;
     let attention = a.attention.as_deref().map(|p| Localizer::load_bundle(b, p)).transpose()?;
     let ablation = a.ablation.as_deref().map(|p| Localizer::load_bundle(b, p)).transpose()?;
     let detector = match &a.detector {
@@ -111,9 +122,16 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
         let mut batch: Vec<ImageResult> = imgs.iter().zip(&ids).map(|((p, g), id)| ImageResult {
             id: id.clone(), path: p.display().to_string(), size: (g.width, g.height), truth: truth.boxes_in(id, g.width, g.height), ..Default::default()
         }).collect();
-        let det = detector.as_ref().or(attention.as_ref()).context("no detector")?;
-        for (r, d) in batch.iter_mut().zip(det.detections(&grays, &pp)?) {
-            r.methods.insert(DETECTOR.into(), Ranked { boxes: d.boxes, scores: d.scores });
+        if let Some(det) = detector.as_ref().or(attention.as_ref()) {
+            for (r, d) in batch.iter_mut().zip(det.detections(&grays, &pp)?) {
+                r.methods.insert(DETECTOR.into(), Ranked { boxes: d.boxes, scores: d.scores });
+            }
+        }
+        if let Some((params, meta)) = &classifier {
+            for (r, (cam_boxes, grad_boxes)) in batch.iter_mut().zip(heatmap_boxes(b, params, meta.image_size, &grays, a.cam_threshold)?) {
+                r.methods.insert(CAM.into(), cam_boxes);
+                r.methods.insert(GRAD_CAM.into(), grad_boxes);
+            }
         }
         for (loc, name) in [(&attention, ATTENTION), (&ablation, ABLATION)] {
             let Some(loc) = loc else { continue };
@@ -137,6 +155,40 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
     })?;
     bar.finish_and_clear();
     Ok((results, skipped))
+}
+
+/// Boxes of every region of each image's CAM and Grad-CAM (largest first,
+/// scored by their share of the map), in the image's pixels.
+fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: usize, imgs: &[&Gray], threshold: Option<f32>) -> Result<Vec<(Ranked, Ranked)>> {
+    use super::heatmap::{regions, Threshold};
+    use crate::nn::classifier::{cam, forward, grad_cam, FEATURES};
+    let x: Vec<f32> = imgs.iter().flat_map(|g| crate::data::image::to_input(g, size, &[], false).0).collect();
+    let bn = crate::nn::FrozenBn::from_params(b, params, 1e-5)?;
+    let mut g = crate::autograd::Graph::no_grad(b.clone());
+    let xv = g.input(crate::tensor::Tensor::from_host(b, &x, &[imgs.len(), 3, size, size])?);
+    let mut net = crate::nn::Net::new(&mut g, params, Some(&bn));
+    let (maps, _) = forward(&mut net, xv)?;
+    let s = g.shape(maps).to_vec();
+    let (h, w) = (s[2], s[3]);
+    let all = g.to_host(maps)?;
+    let fc = params.get("fc.weight")?.value.to_host(b)?;
+    let ranked = |map: &[f32], th: f32, img: &Gray| -> Result<Ranked> {
+        let (sx, sy) = (img.width as f32 / w as f32, img.height as f32 / h as f32);
+        let rs = regions(map, w, h, Threshold::OfMax(th))?;
+        Ok(Ranked {
+            boxes: rs.iter().map(|r| [r.bbox[0] * sx, r.bbox[1] * sy, r.bbox[2] * sx, r.bbox[3] * sy]).collect(),
+            scores: rs.iter().map(|r| r.pixels as f32 / (w * h) as f32).collect(),
+        })
+    };
+    let mut out = Vec::new();
+    for (i, img) in imgs.iter().enumerate() {
+        let a = &all[i * FEATURES * h * w..(i + 1) * FEATURES * h * w];
+        let c = cam(a, FEATURES, &fc)?;
+        let t = crate::tensor::Tensor::from_host(b, a, &[1, FEATURES, h, w])?;
+        let gc: Vec<f32> = grad_cam(b, params, t)?.1.into_iter().map(|v| v as f32).collect();
+        out.push((ranked(&c, threshold.unwrap_or(0.2), img)?, ranked(&gc, threshold.unwrap_or(0.15), img)?));
+    }
+    Ok(out)
 }
 
 /// The score threshold that maximizes the mean RSNA score over `val`
@@ -183,12 +235,14 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
     let (mut val, mut test) = (val.to_vec(), test.to_vec());
     val.sort();
     test.sort();
-    let methods: Vec<String> = results[0].methods.keys().cloned().collect();
+    // the paper's row order
+    let methods: Vec<String> = [DETECTOR, ATTENTION, ABLATION, CAM, GRAD_CAM].iter().filter(|m| results[0].methods.contains_key(**m)).map(|m| m.to_string()).collect();
     let r = a.resamples;
     let mut rows = Vec::new();
     let mut hits_of: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
-    for (k, m) in methods.iter().enumerate() {
-        let seed = a.seed.wrapping_add(k as u64 * 7);
+    for m in &methods {
+        // seeded by the method's name: its intervals do not depend on which other rows run
+        let seed = m.bytes().fold(a.seed ^ 0xcbf2_9ce4_8422_2325, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
         let hits: Vec<Vec<f64>> = IOU_THRESHOLDS.iter().map(|&t| {
             boxed.iter().map(|&i| results[i].methods[m].boxes.first().is_some_and(|b| best_iou(b, &results[i].truth) > t) as u8 as f64).collect()
         }).collect();
@@ -269,11 +323,11 @@ fn draw(r: &ImageResult, methods: &[String], path: &Path) -> Result<()> {
     for t in &r.truth {
         c.rect(t, GREEN, 2 * thick);
     }
-    let colours = [RED, CYAN, YELLOW];
+    let colours = [RED, CYAN, YELLOW, [230, 60, 230], [250, 140, 30]];
     for (k, m) in methods.iter().enumerate() {
         if let Some(b) = r.methods[m].boxes.first() {
-            c.rect(b, colours[k % 3], thick);
-            c.text(b[0] as i64 + 2 * thick, b[1] as i64 + 2 * thick + 10 * thick * k as i64, m, colours[k % 3], thick);
+            c.rect(b, colours[k % colours.len()], thick);
+            c.text(b[0] as i64 + 2 * thick, b[1] as i64 + 2 * thick + 10 * thick * k as i64, m, colours[k % colours.len()], thick);
         }
     }
     c.save(path)

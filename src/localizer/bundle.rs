@@ -83,3 +83,28 @@ pub fn load_bundle<B: Backend>(b: &B, path: &Path) -> Result<(ParamSet<B>, AttnM
     assign_strict(b, &mut det, &det_file, "")?;
     Ok((head, meta, det, det_meta))
 }
+
+/// What a trained classifier (`engine classifier train`) needs besides its weights.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ClassifierMeta {
+    /// Square input side.
+    pub image_size: usize,
+    /// The finding it tells from its absence.
+    pub finding: String,
+}
+
+pub fn save_classifier<B: Backend>(b: &B, params: &ParamSet<B>, meta: &ClassifierMeta, path: &Path) -> Result<()> {
+    let mut m = BTreeMap::new();
+    m.insert("engine_classifier".to_string(), serde_json::to_string(meta)?);
+    save_params(b, params, path, StoreDtype::F32, &m)
+}
+
+/// A classifier file of `engine classifier train`.
+pub fn load_classifier<B: Backend>(b: &B, path: &Path) -> Result<(ParamSet<B>, ClassifierMeta)> {
+    let file = read(path)?;
+    let meta: ClassifierMeta = serde_json::from_str(file.metadata.get("engine_classifier").with_context(|| format!("{}: not a classifier (no engine_classifier metadata)", path.display()))?)?;
+    let mut params = crate::nn::classifier::init_params(b, 0)?;
+    let only: BTreeMap<String, crate::weights::HostTensor> = file.tensors.iter().filter(|(k, _)| !k.starts_with("optimizer.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    assign_strict(b, &mut params, &TensorFile { tensors: only, ..file }, "")?;
+    Ok((params, meta))
+}
