@@ -69,6 +69,18 @@ impl Canvas {
         }
     }
 
+    /// A grid of `tiles` (at most `cols` wide), each scaled to fit `side` x `side`.
+    pub fn contact_sheet(tiles: &[Canvas], cols: usize, side: u32) -> Canvas {
+        let cols = cols.clamp(1, tiles.len().max(1));
+        let rows = tiles.len().div_ceil(cols).max(1);
+        let mut img = image::RgbImage::new(cols as u32 * side, rows as u32 * side);
+        for (i, t) in tiles.iter().enumerate() {
+            let small = image::imageops::thumbnail(&t.img, side, side);
+            image::imageops::replace(&mut img, &small, ((i % cols) as u32 * side) as i64, ((i / cols) as u32 * side) as i64);
+        }
+        Canvas { img }
+    }
+
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let mut out = std::io::Cursor::new(Vec::new());
         self.img.write_to(&mut out, image::ImageFormat::Png)?;

@@ -52,7 +52,9 @@ fn the_table_agrees_with_the_per_image_csv() {
         }
     }
     assert!(table(&r).contains("| detector |") && table(&r).contains("| Grad-CAM |"));
-    assert_eq!(std::fs::read_dir(dir.path().join("draw")).unwrap().count(), 12);
+    // one PNG per image and the contact sheet
+    assert_eq!(std::fs::read_dir(dir.path().join("draw")).unwrap().count(), 13);
+    assert!(dir.path().join("draw/contact_sheet.png").is_file());
     // neither model given; a truth file that names none of the images
     let none = LocalizeArgs { detector: None, classifier: None, ..args.clone() };
     assert!(run(b.clone(), &none).unwrap_err().to_string().contains("--detector"));

@@ -8,7 +8,8 @@
 //! any ranking) and a random ROI (its expectation). Metrics (SPEC 5.1, 5.2) with 95 % bootstrap intervals over
 //! images and a paired bootstrap of "attention model minus detector".
 //! Output: a Markdown table on stdout, `eval.json`, `per_image.csv`, and with
-//! `--draw` one PNG per image (truth green, each method's top box in its colour).
+//! `--draw` one PNG per image (truth green, each method's top box in its colour)
+//! and a contact sheet of the first 16 boxed images.
 
 use super::metrics::*;
 use crate::backend::Backend;
@@ -289,9 +290,15 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
     crate::weights::write_atomic(&a.out.join("per_image.csv"), per_image_csv(&results, &methods).as_bytes())?;
     if let Some(d) = &a.draw {
         crate::folder::create_draw_dir(Some(d))?;
+        let mut sheet = Vec::new();
         for r in &results {
-            draw(r, &methods, &d.join(format!("{}.png", r.id)))?;
+            let c = draw(r, &methods)?;
+            c.save(&d.join(format!("{}.png", r.id)))?;
+            if sheet.len() < 16 && !r.truth.is_empty() {
+                sheet.push(c);
+            }
         }
+        Canvas::contact_sheet(&sheet, 4, 256).save(&d.join("contact_sheet.png"))?;
     }
     Ok(report)
 }
@@ -316,7 +323,8 @@ fn per_image_csv(results: &[ImageResult], methods: &[String]) -> String {
     s
 }
 
-fn draw(r: &ImageResult, methods: &[String], path: &Path) -> Result<()> {
+/// The image with its truth (green) and each method's top box in its colour, labelled.
+fn draw(r: &ImageResult, methods: &[String]) -> Result<Canvas> {
     let img = crate::data::image::load(Path::new(&r.path))?;
     let mut c = Canvas::from_gray(&img);
     let thick = (img.width.max(img.height) / 300).max(1) as i64;
@@ -330,7 +338,7 @@ fn draw(r: &ImageResult, methods: &[String], path: &Path) -> Result<()> {
             c.text(b[0] as i64 + 2 * thick, b[1] as i64 + 2 * thick + 10 * thick * k as i64, m, colours[k % colours.len()], thick);
         }
     }
-    c.save(path)
+    Ok(c)
 }
 
 /// The report as the paper's Table 1 (Markdown), with the intervals.
