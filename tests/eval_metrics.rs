@@ -3,7 +3,7 @@
 //! protocol, strict thresholds of the top-1 hit rate, bootstrap intervals of
 //! known cases, and boxes from a heatmap with two blobs.
 
-use engine::eval::heatmap::{regions, top_box, Threshold};
+use engine::eval::heatmap::{regions, top_box, upsample_bilinear, Threshold};
 use engine::eval::metrics::*;
 
 #[test]
@@ -114,4 +114,19 @@ fn heatmap_boxes_take_the_largest_region_and_honour_the_threshold() {
     assert_eq!(regions(&d, 3, 3, Threshold::OfMax(0.5)).unwrap().len(), 1);
     assert_eq!(top_box(&[0.0; 9], 3, 3, Threshold::OfMax(0.2), (3, 3)).unwrap(), None);
     assert!(regions(&d, 4, 3, Threshold::OfMax(0.5)).is_err());
+}
+
+#[test]
+fn bilinear_upsampling_matches_pytorch_without_aligned_corners() {
+    // F.interpolate(torch.tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4), mode="bilinear", align_corners=False)
+    let up = upsample_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4).unwrap();
+    let want = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
+    assert_eq!(up, want);
+    assert_eq!(upsample_bilinear(&[5.0], 1, 1, 3, 2).unwrap(), vec![5.0; 6]);
+    assert!(upsample_bilinear(&[1.0, 2.0], 3, 1, 4, 4).is_err());
+    // a 2x2 map with one hot cell: above 20 % of the maximum only a corner region remains, not the whole image
+    let up = upsample_bilinear(&[1.0, 0.0, 0.0, 0.0], 2, 2, 64, 64).unwrap();
+    let r = regions(&up, 64, 64, Threshold::OfMax(0.2)).unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(r[0].bbox[0] == 0.0 && r[0].bbox[2] < 64.0 && r[0].bbox[2] > 32.0, "{:?}", r[0].bbox);
 }

@@ -1,7 +1,8 @@
-//! Boxes from a heatmap (CAM, Grad-CAM; SPEC 5.2, 5.3): keep the pixels
-//! above a threshold, find the connected regions (8-neighbourhood, as
-//! OpenCV's contours), one box around each; the largest region's box is the
-//! method's top box.
+//! Boxes from a heatmap (CAM, Grad-CAM; SPEC 5.2, 5.3): upsample it to the
+//! image (bilinear, as PyTorch's `interpolate` without aligned corners),
+//! keep the pixels above a threshold, find the connected regions
+//! (8-neighbourhood, as OpenCV's contours), one box around each; the
+//! largest region's box is the method's top box.
 
 use crate::geometry::boxes::BoxF;
 use anyhow::{ensure, Result};
@@ -74,4 +75,28 @@ pub fn regions(map: &[f32], w: usize, h: usize, th: Threshold) -> Result<Vec<Reg
 pub fn top_box(map: &[f32], w: usize, h: usize, th: Threshold, image: (usize, usize)) -> Result<Option<BoxF>> {
     let (sx, sy) = (image.0 as f32 / w as f32, image.1 as f32 / h as f32);
     Ok(regions(map, w, h, th)?.first().map(|r| [r.bbox[0] * sx, r.bbox[1] * sy, r.bbox[2] * sx, r.bbox[3] * sy]))
+}
+
+/// Bilinear upsampling of `map` (`[h, w]`) to `[oh, ow]`, as PyTorch's
+/// `F.interpolate(mode="bilinear", align_corners=False)`.
+pub fn upsample_bilinear(map: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Result<Vec<f32>> {
+    ensure!(map.len() == w * h && w > 0 && h > 0, "heatmap of {} values is not {w}x{h}", map.len());
+    // source coordinate of an output index: (dst + 0.5) * in / out - 0.5, clamped at 0
+    let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        (0..n_out).map(|d| {
+            let x = ((d as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5).max(0.0);
+            let x0 = (x.floor() as usize).min(n_in - 1);
+            (x0, (x0 + 1).min(n_in - 1), x - x0 as f32)
+        }).collect()
+    };
+    let (xs, ys) = (axis(w, ow), axis(h, oh));
+    let mut out = Vec::with_capacity(ow * oh);
+    for &(y0, y1, ly) in &ys {
+        for &(x0, x1, lx) in &xs {
+            let top = map[y0 * w + x0] * (1.0 - lx) + map[y0 * w + x1] * lx;
+            let bottom = map[y1 * w + x0] * (1.0 - lx) + map[y1 * w + x1] * lx;
+            out.push(top * (1.0 - ly) + bottom * ly);
+        }
+    }
+    Ok(out)
 }

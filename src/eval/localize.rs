@@ -2,9 +2,8 @@
 //! method runs on the same images in one pass: the supervised detector (its
 //! highest-score box), the attention model (highest alpha after NMS), an
 //! optional second attention bundle (the ablation row), CAM and Grad-CAM of
-//! a classifier (the box of the largest region above 20 % / 15 % of the
-//! map's maximum; the map's grid cells scaled to the image, not bilinearly
-//! upsampled), and for context the best of each image's ROIs (a bound for
+//! a classifier (the map upsampled bilinearly to the image, the box of the
+//! largest region above 20 % / 15 % of its maximum), and for context the best of each image's ROIs (a bound for
 //! any ranking) and a random ROI (its expectation). Metrics (SPEC 5.1, 5.2) with 95 % bootstrap intervals over
 //! images and a paired bootstrap of "attention model minus detector".
 //! Output: a Markdown table on stdout, `eval.json`, `per_image.csv`, and with
@@ -161,7 +160,7 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
 /// Boxes of every region of each image's CAM and Grad-CAM (largest first,
 /// scored by their share of the map), in the image's pixels.
 fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: usize, imgs: &[&Gray], threshold: Option<f32>) -> Result<Vec<(Ranked, Ranked)>> {
-    use super::heatmap::{regions, Threshold};
+    use super::heatmap::{regions, upsample_bilinear, Threshold};
     use crate::nn::classifier::{cam, forward, grad_cam, FEATURES};
     let x: Vec<f32> = imgs.iter().flat_map(|g| crate::data::image::to_input(g, size, &[], false).0).collect();
     let bn = crate::nn::FrozenBn::from_params(b, params, 1e-5)?;
@@ -174,11 +173,15 @@ fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: u
     let all = g.to_host(maps)?;
     let fc = params.get("fc.weight")?.value.to_host(b)?;
     let ranked = |map: &[f32], th: f32, img: &Gray| -> Result<Ranked> {
-        let (sx, sy) = (img.width as f32 / w as f32, img.height as f32 / h as f32);
-        let rs = regions(map, w, h, Threshold::OfMax(th))?;
+        // upsampled to the image, at most 1024 px a side (boxes scaled back)
+        let f = (1024.0 / img.width.max(img.height) as f32).min(1.0);
+        let (ow, oh) = (((img.width as f32 * f).round() as usize).max(1), ((img.height as f32 * f).round() as usize).max(1));
+        let up = upsample_bilinear(map, w, h, ow, oh)?;
+        let rs = regions(&up, ow, oh, Threshold::OfMax(th))?;
+        let (sx, sy) = (img.width as f32 / ow as f32, img.height as f32 / oh as f32);
         Ok(Ranked {
             boxes: rs.iter().map(|r| [r.bbox[0] * sx, r.bbox[1] * sy, r.bbox[2] * sx, r.bbox[3] * sy]).collect(),
-            scores: rs.iter().map(|r| r.pixels as f32 / (w * h) as f32).collect(),
+            scores: rs.iter().map(|r| r.pixels as f32 / (ow * oh) as f32).collect(),
         })
     };
     let mut out = Vec::new();
