@@ -52,8 +52,9 @@ fn the_table_agrees_with_the_per_image_csv() {
         }
     }
     assert!(table(&r).contains("| detector |") && table(&r).contains("| Grad-CAM |"));
-    // one PNG per image and the contact sheet
-    assert_eq!(std::fs::read_dir(dir.path().join("draw")).unwrap().count(), 13);
+    // one PNG per image, its CAM and Grad-CAM overlays, and the contact sheet
+    assert_eq!(std::fs::read_dir(dir.path().join("draw")).unwrap().count(), 12 * 3 + 1);
+    assert!(dir.path().join(format!("draw/{}_grad_cam.png", phantoms[0].id)).is_file());
     assert!(dir.path().join("draw/contact_sheet.png").is_file());
     // neither model given; a truth file that names none of the images
     let none = LocalizeArgs { detector: None, classifier: None, ..args.clone() };

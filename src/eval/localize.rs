@@ -8,7 +8,8 @@
 //! images and a paired bootstrap of "attention model minus detector".
 //! Output: a Markdown table on stdout, `eval.json`, `per_image.csv`, and with
 //! `--draw` one PNG per image (truth green, each method's top box in its colour)
-//! and a contact sheet of the first 16 boxed images.
+//! and a contact sheet of the first 16 boxed images; with a classifier also
+//! each image's CAM and Grad-CAM blended in red (`<id>_cam.png`, `<id>_grad_cam.png`).
 
 use super::metrics::*;
 use crate::backend::Backend;
@@ -87,6 +88,16 @@ struct ImageResult {
     methods: BTreeMap<String, Ranked>,
     /// Best IoU of every ROI of the attention model's set.
     roi_ious: Vec<f32>,
+    /// CAM and Grad-CAM on layer4's grid (`[h, w]`), for the overlays.
+    heatmaps: Option<Heatmaps>,
+}
+
+#[derive(Clone, Debug)]
+struct Heatmaps {
+    cam: Vec<f32>,
+    grad_cam: Vec<f32>,
+    w: usize,
+    h: usize,
 }
 
 const DETECTOR: &str = "detector";
@@ -128,9 +139,10 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
             }
         }
         if let Some((params, meta)) = &classifier {
-            for (r, (cam_boxes, grad_boxes)) in batch.iter_mut().zip(heatmap_boxes(b, params, meta.image_size, &grays, a.cam_threshold)?) {
+            for (r, (cam_boxes, grad_boxes, maps)) in batch.iter_mut().zip(heatmap_boxes(b, params, meta.image_size, &grays, a.cam_threshold)?) {
                 r.methods.insert(CAM.into(), cam_boxes);
                 r.methods.insert(GRAD_CAM.into(), grad_boxes);
+                r.heatmaps = Some(maps);
             }
         }
         for (loc, name) in [(&attention, ATTENTION), (&ablation, ABLATION)] {
@@ -159,7 +171,7 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
 
 /// Boxes of every region of each image's CAM and Grad-CAM (largest first,
 /// scored by their share of the map), in the image's pixels.
-fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: usize, imgs: &[&Gray], threshold: Option<f32>) -> Result<Vec<(Ranked, Ranked)>> {
+fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: usize, imgs: &[&Gray], threshold: Option<f32>) -> Result<Vec<(Ranked, Ranked, Heatmaps)>> {
     use super::heatmap::{regions, upsample_bilinear, Threshold};
     use crate::nn::classifier::{cam, forward, grad_cam, FEATURES};
     let x: Vec<f32> = imgs.iter().flat_map(|g| crate::data::image::to_input(g, size, &[], false).0).collect();
@@ -190,7 +202,7 @@ fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: u
         let c = cam(a, FEATURES, &fc)?;
         let t = crate::tensor::Tensor::from_host(b, a, &[1, FEATURES, h, w])?;
         let gc: Vec<f32> = grad_cam(b, params, t)?.1.into_iter().map(|v| v as f32).collect();
-        out.push((ranked(&c, threshold.unwrap_or(0.2), img)?, ranked(&gc, threshold.unwrap_or(0.15), img)?));
+        out.push((ranked(&c, threshold.unwrap_or(0.2), img)?, ranked(&gc, threshold.unwrap_or(0.15), img)?, Heatmaps { cam: c, grad_cam: gc, w, h }));
     }
     Ok(out)
 }
@@ -297,6 +309,11 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
         for r in &results {
             let c = draw(r, &methods)?;
             c.save(&d.join(format!("{}.png", r.id)))?;
+            if let Some(hm) = &r.heatmaps {
+                for (name, map) in [("cam", &hm.cam), ("grad_cam", &hm.grad_cam)] {
+                    overlay(r, map, hm.w, hm.h)?.save(&d.join(format!("{}_{name}.png", r.id)))?;
+                }
+            }
             if sheet.len() < 16 && !r.truth.is_empty() {
                 sheet.push(c);
             }
@@ -340,6 +357,25 @@ fn draw(r: &ImageResult, methods: &[String]) -> Result<Canvas> {
             c.rect(b, colours[k % colours.len()], thick);
             c.text(b[0] as i64 + 2 * thick, b[1] as i64 + 2 * thick + 10 * thick * k as i64, m, colours[k % colours.len()], thick);
         }
+    }
+    Ok(c)
+}
+
+/// The image with a heatmap blended in (red, by its share of the maximum) and the truth in green.
+fn overlay(r: &ImageResult, map: &[f32], w: usize, h: usize) -> Result<Canvas> {
+    let img = crate::data::image::load(Path::new(&r.path))?;
+    let up = super::heatmap::upsample_bilinear(map, w, h, img.width, img.height)?;
+    let hi = up.iter().copied().fold(0.0f32, f32::max);
+    let mut c = Canvas::from_gray(&img);
+    if hi > 0.0 {
+        for (px, &v) in c.img.pixels_mut().zip(&up) {
+            let t = (v / hi).clamp(0.0, 1.0) * 0.6;
+            px.0 = [(px.0[0] as f32 * (1.0 - t) + 255.0 * t) as u8, (px.0[1] as f32 * (1.0 - t)) as u8, (px.0[2] as f32 * (1.0 - t)) as u8];
+        }
+    }
+    let thick = (img.width.max(img.height) / 300).max(1) as i64;
+    for t in &r.truth {
+        c.rect(t, GREEN, 2 * thick);
     }
     Ok(c)
 }
