@@ -113,7 +113,7 @@ fn scale(b: &BoxF, w: usize, h: usize) -> BoxF {
 /// Runs every method on every image of `a.images` that the truth lists.
 fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<ImageResult>, Vec<String>)> {
     ensure!(a.detector.is_some() || a.attention.is_some() || a.classifier.is_some(), "give --detector, --attention, --classifier or several");
-    let classifier = a.classifier.as_deref().map(|p| crate::localizer::bundle::load_classifier(b, p)).transpose()?;
+    let classifier = a.classifier.as_deref().map(|p| CamModel::load(b, p)).transpose()?;
     let attention = a.attention.as_deref().map(|p| Localizer::load_bundle(b, p)).transpose()?;
     let ablation = a.ablation.as_deref().map(|p| Localizer::load_bundle(b, p)).transpose()?;
     let detector = match &a.detector {
@@ -138,8 +138,8 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
                 r.methods.insert(DETECTOR.into(), Ranked { boxes: d.boxes, scores: d.scores });
             }
         }
-        if let Some((params, meta)) = &classifier {
-            for (r, (cam_boxes, grad_boxes, maps)) in batch.iter_mut().zip(heatmap_boxes(b, params, meta.image_size, &grays, a.cam_threshold)?) {
+        if let Some(cls) = &classifier {
+            for (r, (cam_boxes, grad_boxes, maps)) in batch.iter_mut().zip(heatmap_boxes(b, cls, &grays, a.cam_threshold)?) {
                 r.methods.insert(CAM.into(), cam_boxes);
                 r.methods.insert(GRAD_CAM.into(), grad_boxes);
                 r.heatmaps = Some(maps);
@@ -169,21 +169,38 @@ fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<Im
     Ok((results, skipped))
 }
 
+/// The classifier of the CAM rows with what every batch needs, made once:
+/// its frozen batch-norm constants and its class weights on the host.
+struct CamModel<B: Backend> {
+    params: crate::params::ParamSet<B>,
+    size: usize,
+    bn: crate::nn::FrozenBn<B>,
+    fc: Vec<f32>,
+}
+
+impl<B: Backend> CamModel<B> {
+    fn load(b: &B, path: &Path) -> Result<Self> {
+        let (params, meta) = crate::localizer::bundle::load_classifier(b, path)?;
+        let bn = crate::nn::FrozenBn::from_params(b, &params, 1e-5)?;
+        let fc = params.get("fc.weight")?.value.to_host(b)?;
+        Ok(CamModel { params, size: meta.image_size, bn, fc })
+    }
+}
+
 /// Boxes of every region of each image's CAM and Grad-CAM (largest first,
 /// scored by their share of the map), in the image's pixels.
-fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: usize, imgs: &[&Gray], threshold: Option<f32>) -> Result<Vec<(Ranked, Ranked, Heatmaps)>> {
+fn heatmap_boxes<B: Backend>(b: &B, cls: &CamModel<B>, imgs: &[&Gray], threshold: Option<f32>) -> Result<Vec<(Ranked, Ranked, Heatmaps)>> {
     use super::heatmap::{regions, upsample_bilinear, Threshold};
     use crate::nn::classifier::{cam, forward, grad_cam, FEATURES};
+    let (params, size, fc) = (&cls.params, cls.size, &cls.fc);
     let x: Vec<f32> = imgs.iter().flat_map(|g| crate::data::image::to_input(g, size, &[], false).0).collect();
-    let bn = crate::nn::FrozenBn::from_params(b, params, 1e-5)?;
     let mut g = crate::autograd::Graph::no_grad(b.clone());
     let xv = g.input(crate::tensor::Tensor::from_host(b, &x, &[imgs.len(), 3, size, size])?);
-    let mut net = crate::nn::Net::new(&mut g, params, Some(&bn));
+    let mut net = crate::nn::Net::new(&mut g, params, Some(&cls.bn));
     let (maps, _) = forward(&mut net, xv)?;
     let s = g.shape(maps).to_vec();
     let (h, w) = (s[2], s[3]);
     let all = g.to_host(maps)?;
-    let fc = params.get("fc.weight")?.value.to_host(b)?;
     let ranked = |map: &[f32], th: f32, img: &Gray| -> Result<Ranked> {
         // upsampled to the image, at most 1024 px a side (boxes scaled back)
         let f = (1024.0 / img.width.max(img.height) as f32).min(1.0);
@@ -199,7 +216,7 @@ fn heatmap_boxes<B: Backend>(b: &B, params: &crate::params::ParamSet<B>, size: u
     let mut out = Vec::new();
     for (i, img) in imgs.iter().enumerate() {
         let a = &all[i * FEATURES * h * w..(i + 1) * FEATURES * h * w];
-        let c = cam(a, FEATURES, &fc)?;
+        let c = cam(a, FEATURES, fc)?;
         let t = crate::tensor::Tensor::from_host(b, a, &[1, FEATURES, h, w])?;
         let gc: Vec<f32> = grad_cam(b, params, t)?.1.into_iter().map(|v| v as f32).collect();
         out.push((ranked(&c, threshold.unwrap_or(0.2), img)?, ranked(&gc, threshold.unwrap_or(0.15), img)?, Heatmaps { cam: c, grad_cam: gc, w, h }));
