@@ -44,7 +44,7 @@ pub struct ClassifierTrainArgs {
     pub mimic: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Labeller::Chexpert)]
     pub labeller: Labeller,
-    /// The finding to tell (a label of the truth or label file; truth files without labels: any box).
+    /// The finding to tell (a label of the truth or label file; boxes of files without labels, RSNA and truth.jsonl, count as it).
     #[arg(long, default_value = "Pneumonia")]
     pub finding: String,
     /// Output folder: model.safetensors (best validation loss), checkpoint.safetensors, log.jsonl.
@@ -82,9 +82,8 @@ pub fn labelled_images(a: &ClassifierTrainArgs) -> Result<Vec<(String, PathBuf, 
     match (&a.labels, &a.image_labels, &a.mimic) {
         (Some(p), None, None) => {
             let t = read_truth(p)?;
-            let any_label = t.images.values().flatten().any(|b| !b.label.is_empty() && b.label != "opacity" && b.label != "Lung Opacity");
             for (id, boxes) in &t.images {
-                let pos = boxes.iter().any(|b| !any_label || b.label.eq_ignore_ascii_case(&a.finding));
+                let pos = boxes.iter().any(|b| b.is(&a.finding));
                 if let Some(path) = find(&a.images, id) {
                     out.push((id.clone(), path, pos as u8 as f32));
                 }

@@ -16,13 +16,22 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TruthBox {
     pub bbox: BoxF,
-    /// The finding ("Pneumonia", "Lung Opacity", ...).
+    /// The finding ("Pneumonia", "Consolidation", ...); empty where the file
+    /// names none (RSNA, truth.jsonl: every box is of the one finding the file is about).
     pub label: String,
     /// Who drew it, where the file says ("rsna", "nih_bbox2017", ...).
     pub source: String,
     /// (width, height) of the image the box was drawn on, where the file says
     /// (MS-CXR); a differently sized copy of the image gets the box scaled.
     pub frame: Option<(f32, f32)>,
+}
+
+impl TruthBox {
+    /// Whether the box shows `finding`: its label names it (case-insensitive),
+    /// or it has no label (the file lists boxes of one finding only).
+    pub fn is(&self, finding: &str) -> bool {
+        self.label.is_empty() || self.label.eq_ignore_ascii_case(finding)
+    }
 }
 
 /// Truth boxes by image; an image listed without boxes is a negative.
@@ -51,10 +60,10 @@ impl Truth {
     pub fn box_count(&self) -> usize {
         self.images.values().map(Vec::len).sum()
     }
-    /// Keeps the boxes whose label is `finding` (case-insensitive); images keep their entry.
+    /// Keeps the boxes of `finding` (`TruthBox::is`); images keep their entry.
     pub fn only(mut self, finding: &str) -> Self {
         for v in self.images.values_mut() {
-            v.retain(|b| b.label.eq_ignore_ascii_case(finding));
+            v.retain(|b| b.is(finding));
         }
         self
     }
@@ -81,7 +90,7 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
     if has("patientId") && has("Target") {
         let labels = crate::data::rsna::read_labels(path)?;
         let images = labels.images.into_iter().map(|(id, v)| {
-            (image_key(&id), v.into_iter().map(|bbox| TruthBox { bbox, label: "Lung Opacity".into(), source: "rsna".into(), frame: None }).collect())
+            (image_key(&id), v.into_iter().map(|bbox| TruthBox { bbox, label: String::new(), source: "rsna".into(), frame: None }).collect())
         }).collect();
         return Ok(Truth { images, warnings: Vec::new() });
     }
@@ -202,7 +211,7 @@ fn read_truth_jsonl(path: &Path) -> Result<Truth> {
             let b: Vec<f32> = o["bbox"].as_array().into_iter().flatten().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
             ensure!(b.len() == 4 && b[2] > b[0] && b[3] > b[1] && b[0] >= 0.0 && b[1] >= 0.0,
                 "{}: line {line}: opacity bbox {:?} is not x1, y1, x2, y2 of a non-empty box", path.display(), o["bbox"]);
-            entry.push(TruthBox { bbox: [b[0], b[1], b[2], b[3]], label: "opacity".into(), source: "phantom".into(), frame: None });
+            entry.push(TruthBox { bbox: [b[0], b[1], b[2], b[3]], label: String::new(), source: "phantom".into(), frame: None });
         }
     }
     ensure!(!truth.images.is_empty(), "{}: no rows", path.display());

@@ -33,7 +33,7 @@ pub struct LocalizeArgs {
     /// Truth boxes: RSNA CSV, NIH BBox_List_2017.csv, a box table (image,x,y,width,height[,label][,source]) or truth.jsonl.
     #[arg(long)]
     pub truth: PathBuf,
-    /// Keep only truth boxes with this label (e.g. Pneumonia); images keep their entry.
+    /// Keep only truth boxes with this label (e.g. Pneumonia; unlabelled boxes, RSNA and truth.jsonl, are kept); images keep their entry.
     #[arg(long)]
     pub finding: Option<String>,
     /// The supervised detector (model.safetensors of `engine detector train`); default: the attention bundle's detector.
