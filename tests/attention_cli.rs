@@ -105,9 +105,14 @@ fn a_killed_run_resumes_and_a_non_finite_loss_stops() {
 fn demo_runs_end_to_end_and_prints_the_table() {
     let dir = tempfile::tempdir().unwrap();
     // boxes for 12 of the 24 training phantoms only (6 of the 30 are held out)
-    let args = ["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--boxed", "12", "--out"];
+    let args = ["demo", "--count", "30", "--size", "64", "--detector-steps", "2", "--attention-epochs", "2", "--top-n", "20", "--boxed", "12", "--classifier-epochs", "1", "--classifier-size", "64", "--out"];
     let (stdout, _) = ok(engine().args(args).arg(dir.path()));
-    assert!(stdout.contains("IoU accuracy") && stdout.contains("detector top box") && stdout.contains("attention top box") && stdout.contains("best ROI"), "{stdout}");
+    // the seven rows of the paper's table, through `engine eval localize`
+    for row in ["| detector |", "| attention model |", "| attention model (ablation) |", "| CAM |", "| Grad-CAM |", "| for context: best ROI (bound) |", "| for context: random ROI (mean) |"] {
+        assert!(stdout.contains(row), "no row {row:?} in\n{stdout}");
+    }
+    assert!(dir.path().join("eval/eval.json").is_file() && dir.path().join("eval/per_image.csv").is_file() && dir.path().join("eval/draw/contact_sheet.png").is_file());
+    assert!(dir.path().join("ablation/model.safetensors").is_file() && dir.path().join("classifier/model.safetensors").is_file());
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo.json")).unwrap()).unwrap();
     assert_eq!(r["rois_per_image"], 20);
     assert_eq!(r["boxed_training_phantoms"], 12);
@@ -117,12 +122,19 @@ fn demo_runs_end_to_end_and_prints_the_table() {
     let attrs = std::fs::read_to_string(dir.path().join("text/attributes_train.jsonl")).unwrap();
     assert_eq!(attrs.lines().count(), 24, "the attention model still reads every training report");
     let acc = |k: &str| -> Vec<f64> { r["iou_accuracy"][k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
-    let (attn, best, random, combined) = (acc("attention_top_box"), acc("best_roi"), acc("random_roi"), acc("alpha_times_score_top_box"));
+    let (attn, best, random) = (acc("attention_top_box"), acc("best_roi"), acc("random_roi"));
+    for k in ["detector_top_box", "ablation_top_box", "cam_top_box", "grad_cam_top_box"] {
+        assert_eq!(acc(k).len(), 3, "{k}");
+    }
     assert_eq!(attn.len(), 3);
     // the attention model's top box is one of the ROIs: it cannot beat the best of them, nor can a random one
     for t in 0..3 {
-        assert!(attn[t] <= best[t] && random[t] <= best[t] && combined[t] <= best[t] && best[t] <= 1.0, "threshold {t}: attention {attn:?}, best {best:?}, random {random:?}, alpha x score {combined:?}");
+        assert!(attn[t] <= best[t] && random[t] <= best[t] && best[t] <= 1.0, "threshold {t}: attention {attn:?}, best {best:?}, random {random:?}");
     }
+    // the evaluation saw the 6 held-out phantoms only, never a training one
+    assert_eq!(r["held_out"], 6);
+    let csv = std::fs::read_to_string(dir.path().join("eval/per_image.csv")).unwrap();
+    assert!(csv.lines().skip(1).all(|l| ["phantom-00024", "phantom-00025", "phantom-00026", "phantom-00027", "phantom-00028", "phantom-00029"].iter().any(|id| l.starts_with(id))), "{csv}");
     assert!(r["held_out_with_pneumonia"].as_u64().unwrap() >= 1);
     for k in ["detector", "attention"] {
         let ratio = r["top_box_area_over_truth"][k].as_f64().unwrap();
@@ -145,4 +157,67 @@ fn demo_runs_end_to_end_and_prints_the_table() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--boxed 0"), "{err}");
     assert!(!none.path().join("demo").exists());
+}
+
+/// The phantoms of `data` laid out as MIMIC-CXR-JPG (two frontal images and
+/// one lateral per patient's study, reports plain or gzipped, the split
+/// table by patient) under `root`; the dicom_id of phantom i is `d<i>`.
+fn mimic_tree(data: &Path, root: &Path) {
+    use std::io::Write;
+    let mut meta = String::from("dicom_id,subject_id,study_id,ViewPosition\n");
+    let mut split = String::from("dicom_id,study_id,subject_id,split\n");
+    for i in 0..24 {
+        let (sub, st) = (10000000 + i / 2, 50000000 + i / 2);
+        let dir = root.join(format!("files/p10/p{sub}/s{st}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // the loader reads images by their content, so the PNG serves as the JPEG
+        std::fs::copy(data.join(format!("images/phantom-{i:05}.png")), dir.join(format!("d{i}.jpg"))).unwrap();
+        let s = ["train", "validate", "test"][(i / 2) % 3];
+        meta += &format!("d{i},{sub},{st},PA\n");
+        split += &format!("d{i},{st},{sub},{s}\n");
+        if i % 2 == 0 {
+            // the study's report: the first phantom's (plain), or gzipped for every other study
+            let report = std::fs::read_to_string(data.join(format!("reports/phantom-{i:05}.txt"))).unwrap();
+            let txt = root.join(format!("files/p10/p{sub}/s{st}.txt"));
+            if i % 4 == 0 {
+                std::fs::write(&txt, report).unwrap();
+            } else {
+                let mut e = flate2::write::GzEncoder::new(std::fs::File::create(txt.with_extension("txt.gz")).unwrap(), flate2::Compression::default());
+                e.write_all(report.as_bytes()).unwrap();
+                e.finish().unwrap();
+            }
+            meta += &format!("l{i},{sub},{st},LATERAL\n");
+        }
+    }
+    std::fs::write(root.join("mimic-cxr-2.0.0-metadata.csv"), meta).unwrap();
+    std::fs::write(root.join("mimic-cxr-2.0.0-split.csv"), split).unwrap();
+}
+
+#[test]
+fn text_extract_word2vec_and_train_read_a_mimic_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let root = dir.path().join("mimic");
+    mimic_tree(&data, &root);
+    // one line per frontal image, named by its dicom_id, with its study's report
+    let attrs = dir.path().join("m.jsonl");
+    ok(engine().args(["text", "extract", "--json", "--reports"]).arg(&root).arg("--out").arg(&attrs));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&attrs).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 24, "{ids:?}");
+    assert!((0..24).all(|i| ids.contains(&format!("d{i}").as_str())) && !ids.iter().any(|id| id.starts_with('l')), "{ids:?}");
+    let by_id = |id: &str| lines.iter().find(|l| l["id"] == id).unwrap().clone();
+    assert_eq!(by_id("d2")["attributes"], by_id("d3")["attributes"], "two images of one study share its (gzipped) report");
+    // word2vec reads each study's report once: 12 reports, not 24
+    let (stdout, _) = ok(engine().args(["text", "word2vec", "--json", "--dim", "8", "--epochs", "1", "--min-count", "1", "--corpus"]).arg(&root).arg("--out").arg(dir.path().join("mw.safetensors")));
+    let w: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(w["reports"], 12, "{w}");
+    // training finds the images in the tree and keeps MIMIC's split
+    let (_, stderr) = ok(engine().args(["train", "--top-n", "20", "--batch", "8", "--epochs", "1", "--images"]).arg(&root).arg("--attributes").arg(&attrs)
+        .arg("--vectors").arg(dir.path().join("w.safetensors")).arg("--detector").arg(dir.path().join("det/model.safetensors")).arg("--out").arg(dir.path().join("mattn")));
+    assert!(stderr.contains("ROIs of 24 images") && stderr.contains("MIMIC-CXR's split"), "{stderr}");
+    let f = engine::weights::read(&dir.path().join("mattn/model.safetensors")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&f.metadata["engine_attention"]).unwrap();
+    let test: Vec<&str> = meta["test_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(!test.is_empty() && test.iter().all(|id| ["d4", "d5", "d10", "d11", "d16", "d17", "d22", "d23"].contains(id)), "test ids {test:?} are not MIMIC's test split");
 }

@@ -130,3 +130,24 @@ fn bilinear_upsampling_matches_pytorch_without_aligned_corners() {
     assert_eq!(r.len(), 1);
     assert!(r[0].bbox[0] == 0.0 && r[0].bbox[2] < 64.0 && r[0].bbox[2] > 32.0, "{:?}", r[0].bbox);
 }
+
+#[test]
+fn area_ratio_is_the_geometric_mean_against_the_most_overlapping_truth() {
+    let big = [0.0, 0.0, 0.4, 0.4];
+    let small = [0.0, 0.0, 0.2, 0.2];
+    let far = [0.6, 0.6, 0.8, 0.8];
+    assert!((area_ratio(&[big], &[vec![small]]) - 4.0).abs() < 1e-5);
+    // the second image's truth that overlaps its top box is `big`, not `far`
+    assert!((area_ratio(&[big, small], &[vec![small], vec![far, big]]) - 1.0).abs() < 1e-5);
+    assert!((area_ratio(&[small], &[vec![far, big]]) - 0.25).abs() < 1e-5);
+}
+
+#[test]
+fn distinct_boxes_merges_near_copies_only() {
+    let a = [0.2, 0.2, 0.4, 0.4];
+    let a_shifted = [0.201, 0.2, 0.401, 0.4]; // IoU 0.99 with a
+    let half_over = [0.3, 0.2, 0.5, 0.4]; // IoU 1/3 with a
+    assert_eq!(distinct_boxes(&[]), 0);
+    assert_eq!(distinct_boxes(&[a, a_shifted, a]), 1);
+    assert_eq!(distinct_boxes(&[a, half_over, a_shifted, half_over]), 2);
+}

@@ -110,6 +110,21 @@ pub fn split_by_patient(samples: Vec<Sample>, patient_of: &dyn Fn(&str) -> Strin
     (tr, va, te)
 }
 
+/// The split a table gives (MIMIC-CXR's `train` / `validate` / `test`,
+/// itself by patient); `split_of` gives each sample's entry.
+pub fn split_by_table(samples: Vec<Sample>, split_of: &dyn Fn(&str) -> Option<String>) -> Result<(Vec<Sample>, Vec<Sample>, Vec<Sample>)> {
+    let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+    for s in samples {
+        match split_of(&s.rois.id).as_deref() {
+            Some("train") => tr.push(s),
+            Some("validate") => va.push(s),
+            Some("test") => te.push(s),
+            other => bail!("image {}: split {other:?} (expected train, validate or test)", s.rois.id),
+        }
+    }
+    Ok((tr, va, te))
+}
+
 /// Host tensors of a batch.
 pub struct HostBatch {
     pub b: usize,

@@ -1,11 +1,13 @@
 //! `engine train`: the attention model on cached ROIs and report attributes.
-//! Split 90/5/5 by patient, Adam, gradient clipping, early stopping when the
+//! Split 90/5/5 by patient (MIMIC-CXR-JPG: its own split), Adam, gradient clipping, early stopping when the
 //! validation loss changes by less than 0.1% over 10 epochs, the best
 //! checkpoint kept; progress bar, one JSON line per epoch (losses, attribute
 //! accuracy and AUC on validation), `--resume`, seeded. A non-finite loss
 //! stops training with a message, the last good checkpoint kept.
 
-use super::data::{join, macro_auc, make_batch, read_attributes, split_by_patient, AttributeVectors, HostBatch, Sample};
+use super::data::{join, macro_auc, make_batch, read_attributes, split_by_patient, split_by_table, AttributeVectors, HostBatch, Sample};
+use crate::data::mimic::Mimic;
+use crate::data::truth::image_key;
 use crate::nn::attention::{init_params, loss, similarity_fused, Attributes, Batch, Head, HeadConfig, Rois, Variant};
 use super::roi_cache::{extract_all, load_all};
 use crate::autograd::Graph;
@@ -20,13 +22,14 @@ use crate::text::extract::Status;
 use crate::weights::{read, write, StoreDtype};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct AttnTrainArgs {
-    /// Folder of images (PNG, JPEG, DICOM) named by report id.
+    /// Folder of images (PNG, JPEG, DICOM) named by report id, or a MIMIC-CXR-JPG root (its frontal
+    /// images, patients from subject_id, its split table when it lists every image).
     #[arg(long)]
     pub images: PathBuf,
     /// Attributes per report: JSON lines from `engine text extract`.
@@ -142,7 +145,15 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     let loc = Localizer::load_detector(&b, &a.detector)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     // ROIs of every image with a report, cached in OUT/rois
-    let mut items: Vec<(String, PathBuf)> = attrs.keys().filter_map(|id| crate::data::rsna::find_image(&a.images, id).map(|p| (id.clone(), p))).collect();
+    let mimic = Mimic::is_root(&a.images).then(|| Mimic::new(&a.images)).transpose()?;
+    let frontal = match &mimic {
+        Some(m) => m.frontal_images()?,
+        None => Vec::new(),
+    };
+    let mut items: Vec<(String, PathBuf)> = match &mimic {
+        Some(_) => frontal.iter().map(|i| (image_key(&i.dicom_id), i.path.clone())).filter(|(id, _)| attrs.contains_key(id)).collect(),
+        None => attrs.keys().filter_map(|id| crate::data::rsna::find_image(&a.images, id).map(|p| (id.clone(), p))).collect(),
+    };
     items.sort();
     ensure!(!items.is_empty(), "no image in {} has a report in {}", a.images.display(), a.attributes.display());
     let roi_dir = a.out.join("rois");
@@ -155,10 +166,17 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     ensure!(samples.len() >= 3, "only {} images have pneumonia affirmed with a known attribute: too few to train", samples.len());
     let patients = match &a.patients {
         Some(p) => super::data::read_patients(p)?,
-        None => Default::default(),
+        None => frontal.iter().map(|i| (image_key(&i.dicom_id), i.subject_id.clone())).collect(),
     };
     let patient_of = |id: &str| patients.get(id).cloned().unwrap_or_else(|| id.to_string());
-    let (train_set, val_set, test_set) = split_by_patient(samples, &patient_of, a.val_split, a.test_split, a.seed);
+    // MIMIC-CXR's own split when its table lists every image (it is by patient too)
+    let split: HashMap<String, String> = frontal.iter().filter(|i| !i.split.is_empty()).map(|i| (image_key(&i.dicom_id), i.split.clone())).collect();
+    let (train_set, val_set, test_set) = if !split.is_empty() && samples.iter().all(|s| split.contains_key(&s.rois.id)) {
+        eprintln!("engine: {}: MIMIC-CXR's split (mimic-cxr-2.0.0-split.csv), not --val-split / --test-split", a.images.display());
+        split_by_table(samples, &|id| split.get(id).cloned())?
+    } else {
+        split_by_patient(samples, &patient_of, a.val_split, a.test_split, a.seed)
+    };
     ensure!(!train_set.is_empty() && !val_set.is_empty(), "the split left {} training and {} validation samples", train_set.len(), val_set.len());
     let (la, lb) = match a.variant { Variant::Literal => (4.0, 9.0), Variant::Scan => (9.0, 4.0) };
     let cfg = HeadConfig {

@@ -85,6 +85,13 @@ impl Mimic {
         Ok(Mimic { root: root.to_path_buf() })
     }
 
+    /// Whether `dir` is a MIMIC-CXR-JPG root: `files/` and the metadata
+    /// table beside it (gzipped or not).
+    pub fn is_root(dir: &Path) -> bool {
+        let meta = dir.join("mimic-cxr-2.0.0-metadata.csv");
+        dir.join("files").is_dir() && (meta.is_file() || meta.with_extension("csv.gz").is_file())
+    }
+
     fn table_path(&self, name: &str) -> PathBuf {
         self.root.join(format!("mimic-cxr-2.0.0-{name}.csv"))
     }
@@ -138,6 +145,27 @@ impl Mimic {
             out.insert(r["study_id"].clone(), m);
         }
         Ok(out)
+    }
+
+    /// Each frontal image of the metadata table (its file need not be here)
+    /// with its study's report, read once per study; a study without a
+    /// report file is left out and named in the second list.
+    pub fn frontal_reports(&self) -> Result<(Vec<(MimicImage, String)>, Vec<String>)> {
+        let (mut out, mut missing) = (Vec::new(), Vec::new());
+        let mut by_study: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for img in self.images()?.into_iter().filter(MimicImage::is_frontal) {
+            let text = by_study.entry(img.study_id.clone()).or_insert_with(|| match self.report(&img.subject_id, &img.study_id) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    missing.push(format!("{e:#}"));
+                    None
+                }
+            });
+            if let Some(t) = text {
+                out.push((img.clone(), t.clone()));
+            }
+        }
+        Ok((out, missing))
     }
 
     /// The report of a study (`files/pNN/pNNNNNNNN/sNNNNNNNN.txt`, or `.txt.gz`).

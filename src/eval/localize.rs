@@ -293,7 +293,9 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
             let ci = bootstrap(counts.len(), r, seed, |idx| chestxray8_summary(&counts, idx).0);
             json!({ "rule": rule, "accuracy": acc, "accuracy_interval": [ci.lo, ci.hi], "false_positives_per_image": afp })
         }).collect();
-        rows.push(json!({ "method": m, "top1": top1, "rsna_score": bootstrap_mean(&rsna, r, seed), "rsna_images": rsna.len(),
+        // how large and how varied the top boxes are (a model that picks by position repeats a few boxes)
+        let (tops, truths): (Vec<BoxF>, Vec<Vec<BoxF>>) = boxed.iter().filter_map(|&i| Some((*results[i].methods[m].boxes.first()?, results[i].truth.clone()))).unzip();
+        rows.push(json!({ "method": m, "top1": top1, "top_box_area_over_truth": area_ratio(&tops, &truths), "distinct_top_boxes": distinct_boxes(&tops), "rsna_score": bootstrap_mean(&rsna, r, seed), "rsna_images": rsna.len(),
                           "score_threshold": if th.is_finite() { json!(th) } else { json!("no boxes") }, "chestxray8": cx8 }));
         hits_of.insert(m.clone(), hits);
     }
@@ -313,6 +315,7 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
     };
     let report = json!({
         "images": results.len(), "boxed_images": boxed.len(), "truth_boxes": boxed.iter().map(|&i| results[i].truth.len()).sum::<usize>(),
+        "distinct_truth_boxes": distinct_boxes(&boxed.iter().filter_map(|&i| results[i].truth.first().copied()).collect::<Vec<_>>()),
         "validation_images": val.len(), "reported_images": test.len(), "truth": a.truth.display().to_string(), "finding": a.finding,
         "device": b.name(), "iou_thresholds": IOU_THRESHOLDS, "resamples": r, "seed": a.seed,
         "methods": rows, "context": context, "attention_minus_detector": difference, "skipped": skipped,
@@ -416,6 +419,9 @@ pub fn table(r: &serde_json::Value) -> String {
             s += &format!("| {label} | {} | | |\n", t.join(" | "));
         }
     }
+    let shape: Vec<String> = r["methods"].as_array().into_iter().flatten()
+        .map(|m| format!("{} {:.2} ({})", m["method"].as_str().unwrap_or("?"), f(&m["top_box_area_over_truth"]), m["distinct_top_boxes"])).collect();
+    s += &format!("\ntop box area / truth area, geometric mean (distinct top boxes, IoU < 0.9 to one another; truth {}): {}\n", r["distinct_truth_boxes"], shape.join(", "));
     if let Some(d) = r["attention_minus_detector"].as_array() {
         let t: Vec<String> = d.iter().map(|v| format!("{:+.3} [{:+.3}, {:+.3}]", f(&v["value"]), f(&v["lo"]), f(&v["hi"]))).collect();
         s += &format!("\nattention model minus detector (paired bootstrap), IoU@0.25 / 0.5 / 0.75: {}\n", t.join(" / "));

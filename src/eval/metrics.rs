@@ -37,6 +37,33 @@ pub fn top1_accuracy(top: &[BoxF], truth: &[Vec<BoxF>]) -> [f64; 3] {
     IOU_THRESHOLDS.map(|t| mean(&top1_hits(&top, truth, t)))
 }
 
+/// How large the top boxes are against the truth box each overlaps most:
+/// the geometric mean of area(top) / area(truth) (1 = the same size).
+pub fn area_ratio(top: &[BoxF], truth: &[Vec<BoxF>]) -> f64 {
+    let logs: Vec<f64> = top
+        .iter()
+        .zip(truth)
+        .filter_map(|(b, t)| {
+            let g = t.iter().max_by(|x, y| iou(b, x).total_cmp(&iou(b, y)))?;
+            (area(b) > 0.0 && area(g) > 0.0).then(|| (area(b) as f64 / area(g) as f64).ln())
+        })
+        .collect();
+    (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp()
+}
+
+/// How many different boxes a list holds, boxes with IoU >= 0.9 counting as
+/// one: a model that picks by position rather than by the image returns the
+/// same few boxes for many images.
+pub fn distinct_boxes(boxes: &[BoxF]) -> usize {
+    let mut seen: Vec<BoxF> = Vec::new();
+    for b in boxes {
+        if !seen.iter().any(|s| iou(s, b) >= 0.9) {
+            seen.push(*b);
+        }
+    }
+    seen.len()
+}
+
 /// SPEC 5.1 (b): the RSNA challenge score of one image, `preds` (box,
 /// score) already thresholded: at each IoU threshold the predictions, by
 /// descending score, each take the unmatched truth box they overlap most if

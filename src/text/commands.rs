@@ -1,7 +1,7 @@
 //! `engine text extract`, `engine text word2vec`, `engine text neighbours`.
 
 use super::extract::{Extractor, Status};
-use super::reports::read_reports;
+use super::reports::{read_corpus_reports, read_reports};
 use super::vocab::Vocabulary;
 use super::word2vec::{corpus_sentences, train_batched, train_cpu, Corpus, Vectors, W2vConfig};
 use crate::backend::device::Device;
@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct ExtractArgs {
-    /// Reports: a folder (.txt / .xml), an OpenI .tgz, a COVID-19 metadata .csv, or one file.
+    /// Reports: a folder (.txt / .txt.gz / .xml), an OpenI .tgz, a COVID-19 metadata .csv, one file, or a
+    /// MIMIC-CXR-JPG root with the reports in files/ (one line per frontal image, named by its dicom_id).
     #[arg(long)]
     pub reports: PathBuf,
     /// One JSON line per report.
@@ -130,7 +131,7 @@ pub struct Word2vecArgs {
 
 pub fn word2vec(device: &Device, a: &Word2vecArgs) -> Result<serde_json::Value> {
     let vocab = Vocabulary::load(a.attributes.as_deref())?;
-    let (reports, _) = read_reports(&a.corpus)?;
+    let reports = read_corpus_reports(&a.corpus)?;
     let sents: Vec<Vec<String>> = reports.iter().flat_map(|r| corpus_sentences(&r.full)).collect();
     if sents.is_empty() {
         bail!("{}: no text to train on", a.corpus.display());

@@ -1,5 +1,6 @@
 //! Report readers: MIMIC-CXR report text files (FINDINGS and IMPRESSION,
-//! de-identification placeholders removed), OpenI / Indiana XML reports (one
+//! de-identification placeholders removed; `.txt` or `.txt.gz`; a
+//! MIMIC-CXR-JPG root gives one report per frontal image, named by it), OpenI / Indiana XML reports (one
 //! file, a folder, or the `.tgz` archive read directly), the `clinical_notes`
 //! column of the COVID-19 metadata CSV, the reports of `engine data synth`,
 //! and plain text. Bytes that are not UTF-8 are replaced (and counted);
@@ -96,7 +97,14 @@ pub fn parse_openi_xml(id: &str, xml: &str) -> Result<Report> {
 pub fn read_reports(path: &Path) -> Result<(Vec<Report>, ReadNotes)> {
     let mut notes = ReadNotes::default();
     let mut out = Vec::new();
-    if path.is_dir() {
+    if crate::data::mimic::Mimic::is_root(path) {
+        // one report per frontal image, named by the image (dicom_id) as the images are
+        let (reports, missing) = crate::data::mimic::Mimic::new(path)?.frontal_reports()?;
+        notes.skipped.extend(missing);
+        for (img, raw) in reports {
+            out.push(parse_text_report(&crate::data::truth::image_key(&img.dicom_id), &raw));
+        }
+    } else if path.is_dir() {
         let mut files: Vec<_> = walk(path)?;
         files.sort();
         for f in files {
@@ -108,6 +116,13 @@ pub fn read_reports(path: &Path) -> Result<(Vec<Report>, ReadNotes)> {
         bail!("{}: no such file or folder", path.display());
     }
     Ok((out, notes))
+}
+
+/// The reports of a word2vec corpus: as `read_reports`, but a
+/// MIMIC-CXR-JPG root's studies once each, not once per frontal image.
+pub fn read_corpus_reports(path: &Path) -> Result<Vec<Report>> {
+    let studies = path.join("files");
+    Ok(read_reports(if crate::data::mimic::Mimic::is_root(path) { &studies } else { path })?.0)
 }
 
 fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -171,6 +186,17 @@ fn read_file(p: &Path, out: &mut Vec<Report>, notes: &mut ReadNotes) -> Result<(
             }
             let id = id_col.and_then(|c| rec.get(c)).map(|b| String::from_utf8_lossy(b).to_string()).unwrap_or_else(|| format!("row{}", i + 2));
             out.push(Report { id, text: note.trim().to_string(), full: note.trim().to_string() });
+        }
+    } else if lower.ends_with(".txt.gz") {
+        // MIMIC-CXR ships its reports gzipped too
+        let f = std::fs::File::open(p).with_context(|| format!("cannot read {name}"))?;
+        let mut bytes = Vec::new();
+        match flate2::read::GzDecoder::new(f).read_to_end(&mut bytes) {
+            Ok(_) => {
+                let raw = text_of(&bytes, &name, notes);
+                out.push(parse_text_report(&stem(&p.with_extension("")), &raw));
+            }
+            Err(e) => notes.skipped.push(format!("{name}: not a gzip file ({e})")),
         }
     } else if lower.ends_with(".txt") || !lower.rsplit('/').next().unwrap_or("").contains('.') {
         let bytes = std::fs::read(p).with_context(|| format!("cannot read {name}"))?;

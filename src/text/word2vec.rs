@@ -407,7 +407,7 @@ impl Vectors {
 
 /// Reads the corpus of a reports path (every section of every report).
 pub fn corpus_from_reports(path: &std::path::Path, min_count: u64) -> Result<(Corpus, usize)> {
-    let (reports, _) = super::reports::read_reports(path)?;
+    let reports = super::reports::read_corpus_reports(path)?;
     let sents: Vec<Vec<String>> = reports.iter().flat_map(|r| corpus_sentences(&r.full)).collect();
     let c = Corpus::build(&sents, min_count).with_context(|| format!("corpus {}", path.display()))?;
     Ok((c, reports.len()))
