@@ -31,7 +31,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub size: Option<usize>,
     /// Detector training steps (default: 400 on the CPU, 2500 on a GPU).
-    /// On the CPU the 400 steps take about 6 minutes on 2 cores (the whole demo 6.5).
+    /// On the CPU the 400 steps take about 6 minutes on 2 cores (the whole demo 10).
     #[arg(long)]
     pub detector_steps: Option<usize>,
     /// Attention-model epochs (default: 60 on the CPU, 150 on a GPU).
