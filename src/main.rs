@@ -81,6 +81,8 @@ enum ClassifierCommand {
 enum EvalCommand {
     /// Table 1: IoU accuracy of the detector, the attention model and context rows on boxed images, with bootstrap intervals.
     Localize(engine::eval::localize::LocalizeArgs),
+    /// Table 2: correlation of attribute probabilities (P(severe), P(mild)) and a lung-brightness floor with expert COVID-19 severity scores.
+    Severity(engine::eval::severity::SeverityArgs),
 }
 
 #[derive(Subcommand)]
@@ -187,6 +189,12 @@ fn run(cli: Cli) -> Result<()> {
             let r = engine::with_backend!(device, |b| engine::eval::localize::run(b, &args))?;
             print!("{}", engine::eval::localize::table(&r));
             println!("-> {}", args.out.join("eval.json").display());
+        }
+        Command::Eval(EvalCommand::Severity(args)) => {
+            let device = Device::select(cli.device)?.with_tf32(cli.tf32);
+            let r = engine::with_backend!(device, |b| engine::eval::severity::run(b, &args))?;
+            print!("{}", engine::eval::severity::table(&r));
+            println!("-> {}", args.out.join("severity.json").display());
         }
         Command::Demo(args) => {
             let device = Device::select(cli.device)?.with_tf32(cli.tf32);

@@ -5,5 +5,6 @@
 pub mod image;
 pub mod mimic;
 pub mod rsna;
+pub mod severity;
 pub mod synth;
 pub mod truth;
