@@ -149,9 +149,7 @@ pub fn train<B: Backend>(b: B, a: &ClassifierTrainArgs) -> Result<serde_json::Va
     ensure!(a.batch >= 2 && a.size >= 32 && a.epochs >= 1, "--batch (>= 2: batch norm trains on batch statistics), --size (>= 32) and --epochs must be positive");
     let mut all = labelled_images(a)?;
     let mut rng = Rng::new(a.seed);
-    for i in (1..all.len()).rev() {
-        all.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut all);
     let n_val = ((all.len() as f64 * a.val_split).round() as usize).clamp(1, all.len().saturating_sub(1).max(1));
     ensure!(all.len() >= 2, "only {} labelled image: too few to train and validate", all.len());
     let val_set = all.split_off(all.len() - n_val);
@@ -182,9 +180,7 @@ pub fn train<B: Backend>(b: B, a: &ClassifierTrainArgs) -> Result<serde_json::Va
         let t0 = std::time::Instant::now();
         let mut rng = Rng::new(a.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37));
         let mut order: Vec<usize> = (0..train_set.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         let steps = order.len().div_ceil(a.batch).min(a.max_steps.unwrap_or(usize::MAX));
         let bar = crate::progress::bar(steps as u64, &format!("epoch {}", epoch + 1));
         let (mut sum, mut seen) = (0.0f64, 0usize);

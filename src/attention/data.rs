@@ -92,9 +92,7 @@ pub fn split_by_patient(samples: Vec<Sample>, patient_of: &dyn Fn(&str) -> Strin
     patients.sort();
     patients.dedup();
     let mut rng = Rng::new(seed);
-    for i in (1..patients.len()).rev() {
-        patients.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut patients);
     let n = patients.len();
     let n_test = ((n as f64 * test).round() as usize).min(n);
     let n_val = ((n as f64 * val).round() as usize).min(n - n_test);

@@ -206,9 +206,7 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
         let t0 = std::time::Instant::now();
         let mut rng = Rng::new(a.seed ^ (epoch as u64 + 1).wrapping_mul(0x51ED));
         let mut order: Vec<usize> = (0..train_set.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         let (mut sum, mut seen) = (0.0f64, 0usize);
         let bar = crate::progress::bar(order.len().div_ceil(a.batch) as u64, &format!("epoch {}", epoch + 1));
         for chunk in order.chunks(a.batch) {

@@ -35,9 +35,7 @@ pub fn samples(dir: &Path, labels: &Labels) -> (Vec<Sample>, Vec<String>) {
 /// `val_frac` of the ids (at least one when there are two or more).
 pub fn split(mut all: Vec<Sample>, val_frac: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
     let mut rng = Rng::new(seed);
-    for i in (1..all.len()).rev() {
-        all.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut all);
     let mut n_val = (all.len() as f64 * val_frac).round() as usize;
     if val_frac > 0.0 && all.len() >= 2 {
         n_val = n_val.max(1);

@@ -235,9 +235,7 @@ pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
         let t0 = Instant::now();
         let mut rng = Rng::new(a.seed ^ (epoch as u64).wrapping_mul(0x9E37));
         let mut order: Vec<usize> = (0..train_set.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut order);
         let steps = order.len().div_ceil(a.batch).min(a.max_steps.unwrap_or(usize::MAX));
         let bar = crate::progress::bar(steps as u64, &format!("epoch {}", epoch + 1));
         let (mut sum_cls, mut sum_box, mut seen, mut skipped) = (0.0f64, 0.0f64, 0usize, Vec::new());

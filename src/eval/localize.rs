@@ -260,9 +260,7 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
     // images that choose the RSNA / ChestX-ray8 score threshold, and those reported
     let mut order: Vec<usize> = (0..results.len()).collect();
     let mut rng = Rng::new(a.seed);
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut order);
     let n_val = ((results.len() as f64 * a.val_split).round() as usize).min(results.len().saturating_sub(1));
     let (val, test) = order.split_at(n_val);
     let (mut val, mut test) = (val.to_vec(), test.to_vec());

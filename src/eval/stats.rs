@@ -94,9 +94,7 @@ fn shuffled_groups(groups: &[String], seed: u64) -> Vec<String> {
     g.sort();
     g.dedup();
     let mut rng = Rng::new(seed);
-    for i in (1..g.len()).rev() {
-        g.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut g);
     g
 }
 
