@@ -85,6 +85,11 @@ pub fn top_n_for(size: usize) -> usize {
     if size <= 96 { 50 } else { 100 }
 }
 
+/// The lines of a JSON-lines file (attributes, truth) whose `"id"` is one of `ids`.
+fn lines_of(jsonl: &str, ids: &[String]) -> String {
+    jsonl.lines().filter(|l| ids.iter().any(|id| l.contains(&format!("\"id\":\"{id}\"")))).map(|l| format!("{l}\n")).collect()
+}
+
 pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let gpu = matches!(device, Device::Cuda(_));
     let count = a.count.unwrap_or(if gpu { 2000 } else { 400 });
@@ -112,8 +117,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     std::fs::create_dir_all(&text)?;
     let ex = extract(&ExtractArgs { reports: data.join("reports"), out: text.join("attributes.jsonl"), attributes: None, json: true })?;
     let all_attrs = std::fs::read_to_string(text.join("attributes.jsonl"))?;
-    let train_attrs: String = all_attrs.lines().filter(|l| train_ids.iter().any(|id| l.contains(&format!("\"id\":\"{id}\"")))).map(|l| format!("{l}\n")).collect();
-    crate::weights::write_atomic(&text.join("attributes_train.jsonl"), train_attrs.as_bytes())?;
+    crate::weights::write_atomic(&text.join("attributes_train.jsonl"), lines_of(&all_attrs, &train_ids).as_bytes())?;
 
     stage("3/8 word2vec on the reports");
     // One thread: Hogwild threads make the vectors, and so the attention
@@ -152,12 +156,9 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
 
     // image-level labels (has an opacity) of every training phantom, like its report
     let truth_lines = std::fs::read_to_string(data.join("truth.jsonl"))?;
-    let of = |ids: &[String]| -> String {
-        truth_lines.lines().filter(|l| ids.iter().any(|id| l.contains(&format!("\"id\":\"{id}\"")))).map(|l| format!("{l}\n")).collect()
-    };
     let test_ids: Vec<String> = test.iter().map(|p| p.id.clone()).collect();
-    crate::weights::write_atomic(&data.join("truth_train.jsonl"), of(&train_ids).as_bytes())?;
-    crate::weights::write_atomic(&data.join("truth_test.jsonl"), of(&test_ids).as_bytes())?;
+    crate::weights::write_atomic(&data.join("truth_train.jsonl"), lines_of(&truth_lines, &train_ids).as_bytes())?;
+    crate::weights::write_atomic(&data.join("truth_test.jsonl"), lines_of(&truth_lines, &test_ids).as_bytes())?;
     let cls_epochs = a.classifier_epochs.unwrap_or(if gpu { 20 } else { 5 });
     let cls_size = a.classifier_size.unwrap_or(if gpu { size } else { 96 });
     stage(&format!("7/8 classifier for CAM and Grad-CAM, {cls_epochs} epochs at {cls_size} px"));

@@ -145,14 +145,12 @@ pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
     let loc = Localizer::load_detector(&b, &a.detector)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     // ROIs of every image with a report, cached in OUT/rois
-    let mimic = Mimic::is_root(&a.images).then(|| Mimic::new(&a.images)).transpose()?;
-    let frontal = match &mimic {
-        Some(m) => m.frontal_images()?,
-        None => Vec::new(),
-    };
-    let mut items: Vec<(String, PathBuf)> = match &mimic {
-        Some(_) => frontal.iter().map(|i| (image_key(&i.dicom_id), i.path.clone())).filter(|(id, _)| attrs.contains_key(id)).collect(),
-        None => attrs.keys().filter_map(|id| crate::data::rsna::find_image(&a.images, id).map(|p| (id.clone(), p))).collect(),
+    let mimic = Mimic::is_root(&a.images);
+    let frontal = if mimic { Mimic::new(&a.images)?.frontal_images()? } else { Vec::new() };
+    let mut items: Vec<(String, PathBuf)> = if mimic {
+        frontal.iter().map(|i| (image_key(&i.dicom_id), i.path.clone())).filter(|(id, _)| attrs.contains_key(id)).collect()
+    } else {
+        attrs.keys().filter_map(|id| crate::data::rsna::find_image(&a.images, id).map(|p| (id.clone(), p))).collect()
     };
     items.sort();
     ensure!(!items.is_empty(), "no image in {} has a report in {}", a.images.display(), a.attributes.display());

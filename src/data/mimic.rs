@@ -46,7 +46,7 @@ pub enum Labeller {
 }
 
 /// The bytes of `path`, or of `path.gz` when only that exists, unpacked.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let gz = PathBuf::from(format!("{}.gz", path.display()));
     let (p, zipped) = if path.is_file() { (path.to_path_buf(), path.extension().is_some_and(|e| e == "gz")) } else { (gz, true) };
     let bytes = std::fs::read(&p).with_context(|| format!("cannot read {} (or {}.gz)", path.display(), path.display()))?;

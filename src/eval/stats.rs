@@ -4,12 +4,9 @@
 //! least-squares line, R² / MAE / MSE as sklearn defines them, and splits
 //! grouped by patient (k folds, or a random share) that are seeded.
 
+use super::metrics::mean;
 use crate::rng::Rng;
 use statrs::distribution::{ContinuousCDF, StudentsT};
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
 
 /// Pearson's r (NaN when either side is constant or n < 2).
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {

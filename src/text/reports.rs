@@ -189,14 +189,12 @@ fn read_file(p: &Path, out: &mut Vec<Report>, notes: &mut ReadNotes) -> Result<(
         }
     } else if lower.ends_with(".txt.gz") {
         // MIMIC-CXR ships its reports gzipped too
-        let f = std::fs::File::open(p).with_context(|| format!("cannot read {name}"))?;
-        let mut bytes = Vec::new();
-        match flate2::read::GzDecoder::new(f).read_to_end(&mut bytes) {
-            Ok(_) => {
+        match crate::data::mimic::read_maybe_gz(p) {
+            Ok(bytes) => {
                 let raw = text_of(&bytes, &name, notes);
                 out.push(parse_text_report(&stem(&p.with_extension("")), &raw));
             }
-            Err(e) => notes.skipped.push(format!("{name}: not a gzip file ({e})")),
+            Err(e) => notes.skipped.push(format!("{name}: {e:#}")),
         }
     } else if lower.ends_with(".txt") || !lower.rsplit('/').next().unwrap_or("").contains('.') {
         let bytes = std::fs::read(p).with_context(|| format!("cannot read {name}"))?;
