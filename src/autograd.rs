@@ -73,6 +73,14 @@ impl<B: Backend> Op<B> {
             Op::CrossAttention { .. } => "cross_attention",
         }
     }
+
+    /// The profile's row: the op's name, and a convolution's shape (they differ most in cost).
+    fn profile_key(&self) -> String {
+        match self {
+            Op::Conv2d { p, .. } => format!("conv2d {}-{} {}x{} s{} @{}x{} b{}", p.c, p.k, p.r, p.s, p.stride_h, p.h, p.w, p.n),
+            op => op.name().to_string(),
+        }
+    }
 }
 
 /// Per-op timing (`ENGINE_PROFILE=1`): every op synchronizes the device and
@@ -107,8 +115,8 @@ pub mod profile {
     pub fn print() {
         if enabled() {
             eprintln!("engine: per-op time (ENGINE_PROFILE), slowest first:");
-            for (op, ms, calls) in report().iter().take(30) {
-                eprintln!("  {op:<28} {ms:10.1} ms {calls:8} calls");
+            for (op, ms, calls) in report().iter().take(std::env::var("ENGINE_PROFILE_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(40)) {
+                eprintln!("  {op:<44} {ms:10.1} ms {calls:8} calls");
             }
         }
     }
@@ -194,7 +202,7 @@ impl<B: Backend> Graph<B> {
         if profile::enabled() {
             let _ = self.b.synchronize();
             if let Some(t) = self.last.take() {
-                profile::add(format!("forward {}", op.name()), t.elapsed().as_secs_f64());
+                profile::add(format!("forward {}", op.profile_key()), t.elapsed().as_secs_f64());
             }
             self.last = Some(std::time::Instant::now());
         }
@@ -734,7 +742,7 @@ impl<B: Backend> Graph<B> {
             }
             if let Some(t0) = t0 {
                 b.synchronize()?;
-                profile::add(format!("backward {}", node.op.name()), t0.elapsed().as_secs_f64());
+                profile::add(format!("backward {}", node.op.profile_key()), t0.elapsed().as_secs_f64());
             }
         }
         Ok(Grads {

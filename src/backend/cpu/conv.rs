@@ -1,4 +1,9 @@
-//! Convolutions on the CPU: im2col and one matrix product per chunk of images (reference of cuda/conv.cu).
+//! Convolutions on the CPU: im2col and one matrix product (reference of cuda/conv.cu).
+//!
+//! Images with a large output plane go one at a time, so that the product
+//! reads and writes the tensors in place (a 1x1 stride-1 convolution is then a
+//! plain matrix product, without im2col); small planes go in chunks of images,
+//! so that the product is wide enough to keep the cores busy.
 
 use super::gemm::gemm_slices;
 use super::{Cpu, Real};
@@ -7,23 +12,70 @@ use crate::backend::ops::ConvOps;
 use anyhow::{ensure, Result};
 use rayon::prelude::*;
 
+/// Output planes at least this large are convolved one image at a time.
+const IMAGE_AT_A_TIME: usize = 256;
+
+/// Outputs `lo..hi` of a row of `out_len` whose input `o * stride + off` lies in `0..len`.
+fn valid(out_len: usize, stride: usize, off: isize, len: usize) -> (usize, usize) {
+    let lo = if off < 0 { ((-off) as usize).div_ceil(stride) } else { 0 };
+    let last = len as isize - 1 - off; // the largest `o * stride` still inside
+    let hi = if last < 0 { 0 } else { (last as usize / stride + 1).min(out_len) };
+    (lo.min(hi), hi)
+}
+
+/// Geometry of one kernel tap (r, s): the valid output rows and columns and the input offsets.
+struct Tap {
+    rows: (usize, usize),
+    cols: (usize, usize),
+    off_h: isize,
+    off_w: isize,
+}
+
+fn tap(p: &Conv2d, r: usize, s: usize) -> Tap {
+    let off_h = (r * p.dil_h as usize) as isize - p.pad_h as isize;
+    let off_w = (s * p.dil_w as usize) as isize - p.pad_w as isize;
+    Tap {
+        rows: valid(p.oh as usize, p.stride_h as usize, off_h, p.h as usize),
+        cols: valid(p.ow as usize, p.stride_w as usize, off_w, p.w as usize),
+        off_h,
+        off_w,
+    }
+}
+
+/// A 1x1 stride-1 unpadded convolution reads its input as the im2col matrix itself.
+fn is_pointwise(p: &Conv2d) -> bool {
+    p.r == 1 && p.s == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0
+}
+
 /// im2col of images `n0..n0 + nb`, group `g`: `col[(c, r, s), (n, oh, ow)]`
-/// (zeros outside the input), rows filled in parallel. The CPU convolution
-/// is this plus one matrix product for the whole chunk of images.
+/// (zeros outside the input), rows filled in parallel, each output row as one
+/// copy where the stride is 1.
 fn im2col<T: Real>(p: &Conv2d, x: &[T], n0: usize, nb: usize, g: usize, col: &mut [T]) {
     let (cg, rr, ss) = ((p.c / p.groups) as usize, p.r as usize, p.s as usize);
-    let (h, w, oh, ow) = (p.h as isize, p.w as isize, p.oh as usize, p.ow as usize);
+    let (w, hw, oh, ow) = (p.w as usize, (p.h * p.w) as usize, p.oh as usize, p.ow as usize);
+    let (sh, sw) = (p.stride_h as usize, p.stride_w as usize);
     let cols = nb * oh * ow;
-    col[..cg * rr * ss * cols].par_chunks_mut(cols).enumerate().for_each(|(row_i, row)| {
+    col[..cg * rr * ss * cols].par_chunks_mut(cols).with_min_len(8).enumerate().for_each(|(row_i, row)| {
         let (c, r, s) = (row_i / (rr * ss), (row_i / ss) % rr, row_i % ss);
+        let t = tap(p, r, s);
         for b in 0..nb {
-            let plane = &x[(((n0 + b) * p.c as usize) + g * cg + c) * (h * w) as usize..][..(h * w) as usize];
+            let plane = &x[((n0 + b) * p.c as usize + g * cg + c) * hw..][..hw];
             let out = &mut row[b * oh * ow..(b + 1) * oh * ow];
-            for y in 0..oh {
-                let ih = (y * p.stride_h as usize) as isize - p.pad_h as isize + (r * p.dil_h as usize) as isize;
-                for xo in 0..ow {
-                    let iw = (xo * p.stride_w as usize) as isize - p.pad_w as isize + (s * p.dil_w as usize) as isize;
-                    out[y * ow + xo] = if ih >= 0 && ih < h && iw >= 0 && iw < w { plane[(ih * w + iw) as usize] } else { T::zero() };
+            out[..t.rows.0 * ow].fill(T::zero());
+            out[t.rows.1 * ow..].fill(T::zero());
+            for y in t.rows.0..t.rows.1 {
+                let src = &plane[(y * sh).wrapping_add_signed(t.off_h) * w..][..w];
+                let o = &mut out[y * ow..(y + 1) * ow];
+                o[..t.cols.0].fill(T::zero());
+                o[t.cols.1..].fill(T::zero());
+                let (lo, hi) = t.cols;
+                if sw == 1 {
+                    let start = lo.wrapping_add_signed(t.off_w);
+                    o[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                } else {
+                    for (xo, v) in o[lo..hi].iter_mut().enumerate() {
+                        *v = src[((lo + xo) * sw).wrapping_add_signed(t.off_w)];
+                    }
                 }
             }
         }
@@ -33,26 +85,23 @@ fn im2col<T: Real>(p: &Conv2d, x: &[T], n0: usize, nb: usize, g: usize, col: &mu
 /// The adjoint of im2col: adds `col` back into images `n0..n0 + nb`, group `g` of `gx`.
 fn col2im<T: Real>(p: &Conv2d, col: &[T], n0: usize, nb: usize, g: usize, gx: &mut [T]) {
     let (cg, rr, ss) = ((p.c / p.groups) as usize, p.r as usize, p.s as usize);
-    let (h, w, oh, ow) = (p.h as isize, p.w as isize, p.oh as usize, p.ow as usize);
+    let (w, hw, oh, ow) = (p.w as usize, (p.h * p.w) as usize, p.oh as usize, p.ow as usize);
+    let (sh, sw) = (p.stride_h as usize, p.stride_w as usize);
     let cols = nb * oh * ow;
+    let taps: Vec<Tap> = (0..rr * ss).map(|i| tap(p, i / ss, i % ss)).collect();
     for b in 0..nb {
         // each channel plane of the image is written by its own rows only: split by channel
-        let img = &mut gx[((n0 + b) * p.c as usize + g * cg) * (h * w) as usize..][..cg * (h * w) as usize];
-        img.par_chunks_mut((h * w) as usize).enumerate().for_each(|(c, plane)| {
-            for r in 0..rr {
-                for s in 0..ss {
-                    let row = &col[((c * rr + r) * ss + s) * cols + b * oh * ow..][..oh * ow];
-                    for y in 0..oh {
-                        let ih = (y * p.stride_h as usize) as isize - p.pad_h as isize + (r * p.dil_h as usize) as isize;
-                        if ih < 0 || ih >= h {
-                            continue;
-                        }
-                        for xo in 0..ow {
-                            let iw = (xo * p.stride_w as usize) as isize - p.pad_w as isize + (s * p.dil_w as usize) as isize;
-                            if iw >= 0 && iw < w {
-                                plane[(ih * w + iw) as usize] = plane[(ih * w + iw) as usize] + row[y * ow + xo];
-                            }
-                        }
+        let img = &mut gx[((n0 + b) * p.c as usize + g * cg) * hw..][..cg * hw];
+        img.par_chunks_mut(hw).enumerate().for_each(|(c, plane)| {
+            for (i, t) in taps.iter().enumerate() {
+                let row = &col[(c * rr * ss + i) * cols + b * oh * ow..][..oh * ow];
+                let (lo, hi) = t.cols;
+                for y in t.rows.0..t.rows.1 {
+                    let dst = &mut plane[(y * sh).wrapping_add_signed(t.off_h) * w..][..w];
+                    let src = &row[y * ow..(y + 1) * ow];
+                    for xo in lo..hi {
+                        let d = &mut dst[(xo * sw).wrapping_add_signed(t.off_w)];
+                        *d = *d + src[xo];
                     }
                 }
             }
@@ -60,8 +109,12 @@ fn col2im<T: Real>(p: &Conv2d, col: &[T], n0: usize, nb: usize, g: usize, gx: &m
     }
 }
 
-/// Images per chunk so that the im2col buffer stays under 32M elements.
+/// Images per chunk: one when its output plane is large, else as many as keep
+/// the im2col buffer under 32M elements.
 fn conv_chunk(p: &Conv2d) -> usize {
+    if (p.oh * p.ow) as usize >= IMAGE_AT_A_TIME {
+        return 1;
+    }
     let per_image = (p.w_len() / p.k as usize) * (p.oh * p.ow) as usize;
     ((32usize << 20) / per_image.max(1)).clamp(1, p.n as usize)
 }
@@ -87,6 +140,30 @@ fn gather_chunk<T: Real>(p: &Conv2d, y: &[T], n0: usize, nb: usize, g: usize, ds
     }
 }
 
+/// Where the chunk's operands live: in the tensors themselves for one image, else in buffers.
+struct Chunk {
+    n0: usize,
+    nb: usize,
+    g: usize,
+}
+
+impl Chunk {
+    fn single(&self) -> bool {
+        self.nb == 1
+    }
+    /// Offset of group `g` of image `n0` in a `[n, ch, plane]` tensor.
+    fn at(&self, ch: usize, groups: usize, plane: usize) -> usize {
+        (self.n0 * ch + self.g * (ch / groups)) * plane
+    }
+}
+
+fn chunks(p: &Conv2d) -> impl Iterator<Item = Chunk> + '_ {
+    let chunk = conv_chunk(p);
+    (0..p.n as usize).step_by(chunk).flat_map(move |n0| {
+        (0..p.groups as usize).map(move |g| Chunk { n0, nb: chunk.min(p.n as usize - n0), g })
+    })
+}
+
 fn check_conv<T>(p: &Conv2d, what: &str, got: &[T], want: usize) -> Result<()> {
     ensure!(got.len() == want, "conv2d {what}: {} elements, expected {want} for {p:?}", got.len());
     Ok(())
@@ -96,18 +173,26 @@ impl<T: Real> ConvOps for Cpu<T> {
     fn conv2d(&self, p: &Conv2d, x: &Vec<T>, w: &Vec<T>, bias: Option<&Vec<T>>) -> Result<Vec<T>> {
         check_conv(p, "input", x, p.x_len())?;
         check_conv(p, "weight", w, p.w_len())?;
-        let (kg, crs, ohw, chunk) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, conv_chunk(p));
+        let (kg, crs, ohw, hw, groups) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, (p.h * p.w) as usize, p.groups as usize);
+        let chunk = conv_chunk(p);
         let mut y = vec![T::zero(); p.y_len()];
-        let mut col = vec![T::zero(); crs * chunk * ohw];
-        let mut out = vec![T::zero(); kg * chunk * ohw];
-        for n0 in (0..p.n as usize).step_by(chunk) {
-            let nb = chunk.min(p.n as usize - n0);
-            for g in 0..p.groups as usize {
-                im2col(p, x, n0, nb, g, &mut col);
-                // out [kg, nb*ohw] = W_g [kg, crs] x col [crs, nb*ohw]
-                let gm = Gemm::new(1, kg, nb * ohw, crs, false, false);
-                gemm_slices(&gm, &w[g * kg * crs..(g + 1) * kg * crs], &col, &mut out)?;
-                scatter_chunk(p, &out, n0, nb, g, &mut y);
+        let mut col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
+        let mut out = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
+        for ch in chunks(p) {
+            let col: &[T] = if is_pointwise(p) && ch.single() {
+                &x[ch.at(p.c as usize, groups, hw)..][..crs * ohw]
+            } else {
+                im2col(p, x, ch.n0, ch.nb, ch.g, &mut col);
+                &col
+            };
+            // out [kg, nb*ohw] = W_g [kg, crs] x col [crs, nb*ohw]
+            let gm = Gemm::new(1, kg, ch.nb * ohw, crs, false, false);
+            let wg = &w[ch.g * kg * crs..(ch.g + 1) * kg * crs];
+            if ch.single() {
+                gemm_slices(&gm, wg, col, &mut y[ch.at(p.k as usize, groups, ohw)..][..kg * ohw])?;
+            } else {
+                gemm_slices(&gm, wg, col, &mut out)?;
+                scatter_chunk(p, &out, ch.n0, ch.nb, ch.g, &mut y);
             }
         }
         if let Some(b) = bias {
@@ -123,18 +208,26 @@ impl<T: Real> ConvOps for Cpu<T> {
     fn conv2d_backward_data(&self, p: &Conv2d, gy: &Vec<T>, w: &Vec<T>) -> Result<Vec<T>> {
         check_conv(p, "output gradient", gy, p.y_len())?;
         check_conv(p, "weight", w, p.w_len())?;
-        let (kg, crs, ohw, chunk) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, conv_chunk(p));
+        let (kg, crs, ohw, hw, groups) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, (p.h * p.w) as usize, p.groups as usize);
+        let chunk = conv_chunk(p);
         let mut gx = vec![T::zero(); p.x_len()];
-        let mut col = vec![T::zero(); crs * chunk * ohw];
-        let mut g_chunk = vec![T::zero(); kg * chunk * ohw];
-        for n0 in (0..p.n as usize).step_by(chunk) {
-            let nb = chunk.min(p.n as usize - n0);
-            for g in 0..p.groups as usize {
-                gather_chunk(p, gy, n0, nb, g, &mut g_chunk);
-                // col [crs, nb*ohw] = W_g^T [crs, kg] x gy [kg, nb*ohw]
-                let gm = Gemm::new(1, crs, nb * ohw, kg, true, false);
-                gemm_slices(&gm, &w[g * kg * crs..(g + 1) * kg * crs], &g_chunk, &mut col)?;
-                col2im(p, &col, n0, nb, g, &mut gx);
+        let mut col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
+        let mut g_chunk = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
+        for ch in chunks(p) {
+            let g: &[T] = if ch.single() {
+                &gy[ch.at(p.k as usize, groups, ohw)..][..kg * ohw]
+            } else {
+                gather_chunk(p, gy, ch.n0, ch.nb, ch.g, &mut g_chunk);
+                &g_chunk
+            };
+            // col [crs, nb*ohw] = W_g^T [crs, kg] x gy [kg, nb*ohw]
+            let gm = Gemm::new(1, crs, ch.nb * ohw, kg, true, false);
+            let wg = &w[ch.g * kg * crs..(ch.g + 1) * kg * crs];
+            if is_pointwise(p) && ch.single() {
+                gemm_slices(&gm, wg, g, &mut gx[ch.at(p.c as usize, groups, hw)..][..crs * hw])?;
+            } else {
+                gemm_slices(&gm, wg, g, &mut col)?;
+                col2im(p, &col, ch.n0, ch.nb, ch.g, &mut gx);
             }
         }
         Ok(gx)
@@ -143,21 +236,101 @@ impl<T: Real> ConvOps for Cpu<T> {
     fn conv2d_backward_weight(&self, p: &Conv2d, x: &Vec<T>, gy: &Vec<T>) -> Result<Vec<T>> {
         check_conv(p, "input", x, p.x_len())?;
         check_conv(p, "output gradient", gy, p.y_len())?;
-        let (kg, crs, ohw, chunk) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, conv_chunk(p));
+        let (kg, crs, ohw, hw, groups) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, (p.h * p.w) as usize, p.groups as usize);
+        let chunk = conv_chunk(p);
         let mut gw = vec![T::zero(); p.w_len()];
-        let mut col = vec![T::zero(); crs * chunk * ohw];
-        let mut g_chunk = vec![T::zero(); kg * chunk * ohw];
-        for n0 in (0..p.n as usize).step_by(chunk) {
-            let nb = chunk.min(p.n as usize - n0);
-            for g in 0..p.groups as usize {
-                im2col(p, x, n0, nb, g, &mut col);
-                gather_chunk(p, gy, n0, nb, g, &mut g_chunk);
-                // gW_g [kg, crs] += gy [kg, nb*ohw] x col^T [nb*ohw, crs]
-                let mut gm = Gemm::new(1, kg, crs, nb * ohw, false, true);
-                gm.beta = 1.0;
-                gemm_slices(&gm, &g_chunk, &col, &mut gw[g * kg * crs..(g + 1) * kg * crs])?;
-            }
+        let mut col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
+        let mut g_chunk = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
+        for ch in chunks(p) {
+            let col: &[T] = if is_pointwise(p) && ch.single() {
+                &x[ch.at(p.c as usize, groups, hw)..][..crs * ohw]
+            } else {
+                im2col(p, x, ch.n0, ch.nb, ch.g, &mut col);
+                &col
+            };
+            let g: &[T] = if ch.single() {
+                &gy[ch.at(p.k as usize, groups, ohw)..][..kg * ohw]
+            } else {
+                gather_chunk(p, gy, ch.n0, ch.nb, ch.g, &mut g_chunk);
+                &g_chunk
+            };
+            // gW_g [kg, crs] += gy [kg, nb*ohw] x col^T [nb*ohw, crs]
+            let mut gm = Gemm::new(1, kg, crs, ch.nb * ohw, false, true);
+            gm.beta = 1.0;
+            gemm_slices(&gm, g, col, &mut gw[ch.g * kg * crs..(ch.g + 1) * kg * crs])?;
         }
         Ok(gw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The convolution by its definition, and its two adjoints, in f64: (y, gx, gw).
+    fn direct(p: &Conv2d, x: &[f64], w: &[f64], gy: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (n, c, h, wd, k, r, s) = (p.n as usize, p.c as usize, p.h as isize, p.w as isize, p.k as usize, p.r as usize, p.s as usize);
+        let (oh, ow, cg, kg) = (p.oh as usize, p.ow as usize, c / p.groups as usize, k / p.groups as usize);
+        let (mut y, mut gx, mut gw) = (vec![0.0; p.y_len()], vec![0.0; p.x_len()], vec![0.0; p.w_len()]);
+        for b in 0..n {
+            for ko in 0..k {
+                let g = ko / kg;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let yi = ((b * k + ko) * oh + oy) * ow + ox;
+                        for ci in 0..cg {
+                            for ri in 0..r {
+                                for si in 0..s {
+                                    let ih = (oy * p.stride_h as usize + ri * p.dil_h as usize) as isize - p.pad_h as isize;
+                                    let iw = (ox * p.stride_w as usize + si * p.dil_w as usize) as isize - p.pad_w as isize;
+                                    if ih < 0 || ih >= h || iw < 0 || iw >= wd {
+                                        continue;
+                                    }
+                                    let xi = ((b * c + g * cg + ci) * h as usize + ih as usize) * wd as usize + iw as usize;
+                                    let wi = ((ko * cg + ci) * r + ri) * s + si;
+                                    y[yi] += x[xi] * w[wi];
+                                    gx[xi] += gy[yi] * w[wi];
+                                    gw[wi] += gy[yi] * x[xi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, gx, gw)
+    }
+
+    /// Every path: one image at a time (planes >= 256) and chunks, 1x1 as a plain
+    /// product, strides, padding wider than the kernel, dilation, groups.
+    #[test]
+    fn im2col_paths_match_the_definition() {
+        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 9] = [
+            ([2, 5, 16, 17], [6, 5, 1, 1], 1, 0, 1, 1),  // pointwise, image at a time
+            ([3, 5, 6, 7], [4, 5, 1, 1], 1, 0, 1, 1),    // pointwise, chunked
+            ([2, 4, 19, 18], [3, 4, 3, 3], 1, 1, 1, 1),  // 3x3, image at a time
+            ([3, 3, 9, 11], [5, 3, 7, 7], 2, 3, 1, 1),   // the stem's geometry, chunked
+            ([2, 3, 40, 36], [4, 3, 7, 7], 2, 3, 1, 1),  // the stem's geometry, image at a time
+            ([2, 6, 8, 8], [4, 3, 3, 3], 1, 2, 2, 2),    // dilation and groups
+            ([2, 4, 9, 9], [6, 4, 1, 1], 2, 0, 1, 1),    // strided 1x1 (downsample)
+            ([1, 4, 34, 33], [4, 2, 3, 3], 2, 1, 1, 2),  // strided, grouped, image at a time
+            ([2, 2, 5, 5], [3, 2, 3, 3], 1, 4, 1, 1),    // padding beyond the kernel: zero rows
+        ];
+        let cpu = Cpu::<f64>::new();
+        let mut rng = Rng::new(7);
+        for (xs, ws, stride, pad, dil, groups) in cases {
+            let p = Conv2d::new(&xs, &ws, [stride; 2], [pad; 2], [dil; 2], groups).unwrap();
+            let rand = |rng: &mut Rng, n: usize| rng.normals(n).into_iter().map(f64::from).collect::<Vec<f64>>();
+            let (x, w, gy) = (rand(&mut rng, p.x_len()), rand(&mut rng, p.w_len()), rand(&mut rng, p.y_len()));
+            let (y0, gx0, gw0) = direct(&p, &x, &w, &gy);
+            let y = cpu.conv2d(&p, &x, &w, None).unwrap();
+            let gx = cpu.conv2d_backward_data(&p, &gy, &w).unwrap();
+            let gw = cpu.conv2d_backward_weight(&p, &x, &gy).unwrap();
+            for (what, got, want) in [("forward", &y, &y0), ("data gradient", &gx, &gx0), ("weight gradient", &gw, &gw0)] {
+                let err = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(err < 1e-9, "{what} of {p:?} (chunk {}): max error {err}", conv_chunk(&p));
+            }
+        }
     }
 }

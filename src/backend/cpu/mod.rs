@@ -1,7 +1,7 @@
 //! The CPU backend: the readable reference every CUDA kernel is checked
 //! against. Generic over the element type so that the same code runs in f64
 //! for finite-difference gradient checks; the product uses `Cpu<f32>`.
-//! Matrix products go to `matrixmultiply` (multi-threaded); element-wise work
+//! Matrix products go to the `gemm` crate (on rayon's threads); element-wise work
 //! is split over threads with rayon when it is large.
 
 use crate::shape::AxisLayout;
@@ -35,25 +35,10 @@ pub trait Real: Float + FromPrimitive + ToPrimitive + Default + Send + Sync + st
     fn f64(self) -> f64 {
         self.to_f64().unwrap()
     }
-    /// `C = alpha A B + beta C` for one matrix, with element strides.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_raw(m: usize, k: usize, n: usize, alpha: Self, a: *const Self, rsa: isize, csa: isize,
-                       b: *const Self, rsb: isize, csb: isize, beta: Self, c: *mut Self, rsc: isize, csc: isize);
 }
 
-impl Real for f32 {
-    unsafe fn gemm_raw(m: usize, k: usize, n: usize, alpha: f32, a: *const f32, rsa: isize, csa: isize,
-                       b: *const f32, rsb: isize, csb: isize, beta: f32, c: *mut f32, rsc: isize, csc: isize) {
-        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-    }
-}
-
-impl Real for f64 {
-    unsafe fn gemm_raw(m: usize, k: usize, n: usize, alpha: f64, a: *const f64, rsa: isize, csa: isize,
-                       b: *const f64, rsb: isize, csb: isize, beta: f64, c: *mut f64, rsc: isize, csc: isize) {
-        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-    }
-}
+impl Real for f32 {}
+impl Real for f64 {}
 
 #[derive(Clone, Debug, Default)]
 pub struct Cpu<T: Real = f32>(PhantomData<T>);

@@ -4,6 +4,7 @@ use super::{at, each_line, Cpu, Real};
 use crate::backend::ops::NormOps;
 use crate::shape::AxisLayout;
 use anyhow::{ensure, Result};
+use rayon::prelude::*;
 
 impl<T: Real> NormOps for Cpu<T> {
     fn layer_norm(&self, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, rows: usize, d: usize, eps: f32)
@@ -112,10 +113,14 @@ impl<T: Real> NormOps for Cpu<T> {
 
     fn channel_affine(&self, x: &Vec<T>, scale: &Vec<T>, shift: Option<&Vec<T>>, c: usize, hw: usize) -> Result<Vec<T>> {
         ensure!(scale.len() == c && shift.is_none_or(|s| s.len() == c), "channel_affine: scale/shift must have {c} elements");
-        Ok(x.iter().enumerate().map(|(i, &v)| {
-            let ch = (i / hw) % c;
-            v * scale[ch] + shift.map_or(T::zero(), |s| s[ch])
-        }).collect())
+        ensure!(hw > 0 && x.len() % (c * hw) == 0, "channel_affine: {} elements are not [n, {c}, {hw}]", x.len());
+        // one plane per task: the channel is fixed along it
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(hw).zip(x.par_chunks(hw)).with_min_len((4096 / hw).max(1)).enumerate().for_each(|(i, (out, src))| {
+            let (a, b) = (scale[i % c], shift.map_or(T::zero(), |s| s[i % c]));
+            out.iter_mut().zip(src).for_each(|(o, &v)| *o = v * a + b);
+        });
+        Ok(y)
     }
 
     fn batch_norm_train(&self, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, n: usize, c: usize, hw: usize, eps: f32)
