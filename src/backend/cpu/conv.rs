@@ -5,7 +5,7 @@
 //! plain matrix product, without im2col); small planes go in chunks of images,
 //! so that the product is wide enough to keep the cores busy.
 
-use super::gemm::gemm_slices;
+use super::gemm::{gemm_nt_split_k, gemm_slices};
 use super::{Cpu, Real};
 use crate::backend::{Conv2d, Gemm};
 use crate::backend::ops::ConvOps;
@@ -14,6 +14,10 @@ use rayon::prelude::*;
 
 /// Output planes at least this large are convolved one image at a time.
 const IMAGE_AT_A_TIME: usize = 256;
+
+/// Weight gradients with at most this many outputs per summed column split
+/// their sum over threads (the stem, layer1 and the 1x1 reductions; README, "Detector on the CPU").
+const SPLIT_K_RATIO: usize = 64;
 
 /// Outputs `lo..hi` of a row of `out_len` whose input `o * stride + off` lies in `0..len`.
 fn valid(out_len: usize, stride: usize, off: isize, len: usize) -> (usize, usize) {
@@ -255,9 +259,14 @@ impl<T: Real> ConvOps for Cpu<T> {
                 &g_chunk
             };
             // gW_g [kg, crs] += gy [kg, nb*ohw] x col^T [nb*ohw, crs]
-            let mut gm = Gemm::new(1, kg, crs, ch.nb * ohw, false, true);
-            gm.beta = 1.0;
-            gemm_slices(&gm, g, col, &mut gw[ch.g * kg * crs..(ch.g + 1) * kg * crs])?;
+            let (cols, gw_g) = (ch.nb * ohw, &mut gw[ch.g * kg * crs..(ch.g + 1) * kg * crs]);
+            if kg * crs <= SPLIT_K_RATIO * cols {
+                gemm_nt_split_k(kg, crs, cols, g, col, gw_g)?;
+            } else {
+                let mut gm = Gemm::new(1, kg, crs, cols, false, true);
+                gm.beta = 1.0;
+                gemm_slices(&gm, g, col, gw_g)?;
+            }
         }
         Ok(gw)
     }

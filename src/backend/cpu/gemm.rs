@@ -1,12 +1,13 @@
 //! The matrix product on the CPU (reference of cuda/gemm.cu), with the `gemm`
 //! crate on rayon's threads. Chosen over `matrixmultiply` by the RetinaNet
-//! training and inference steps (README, "CPU speed"): one thread pool for
+//! training and inference steps (README, "Detector on the CPU"): one thread pool for
 //! everything, and much faster at the thin shapes of the small feature maps.
 
 use super::{Cpu, Real};
 use crate::backend::Gemm;
 use crate::backend::ops::GemmOps;
 use anyhow::{ensure, Result};
+use rayon::prelude::*;
 
 /// Below this many multiply-adds a product runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 18;
@@ -32,6 +33,31 @@ pub(super) fn gemm_slices<T: Real>(g: &Gemm, a: &[T], b: &[T], c: &mut [T]) -> R
             gemm::gemm(m, n, k, c[oc..].as_mut_ptr(), 1, n as isize, beta != T::zero(),
                 a[oa..].as_ptr(), csa, rsa, b[ob..].as_ptr(), csb, rsb, beta, alpha, false, false, false, par);
         }
+    }
+    Ok(())
+}
+
+/// `C [m, n] += A [m, k] B [n, k]^T` (row-major, rows `k` long) with the `k`
+/// range split over rayon's threads, each part on one thread into its own sum.
+/// This is the weight gradient's shape (a small `m x n`, a long `k`), which a
+/// product split over `m` and `n` leaves mostly idle. Summing the parts in
+/// order keeps it deterministic.
+pub(super) fn gemm_nt_split_k<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) -> Result<()> {
+    ensure!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n,
+        "gemm_nt_split_k {m}x{n}x{k}: buffers of {}, {}, {} elements are too short", a.len(), b.len(), c.len());
+    let parts = rayon::current_num_threads().min(k / 64).max(1);
+    let sums: Vec<Vec<T>> = (0..parts).into_par_iter().map(|p| {
+        let (k0, k1) = (k * p / parts, k * (p + 1) / parts);
+        let mut s = vec![T::zero(); m * n];
+        // SAFETY: rows of A and B are k long and k1 <= k, so every read is inside the checked lengths.
+        unsafe {
+            gemm::gemm(m, n, k1 - k0, s.as_mut_ptr(), 1, n as isize, false, a[k0..].as_ptr(), 1, k as isize,
+                b[k0..].as_ptr(), k as isize, 1, T::zero(), T::one(), false, false, false, gemm::Parallelism::None);
+        }
+        s
+    }).collect();
+    for s in sums {
+        c[..m * n].iter_mut().zip(&s).for_each(|(c, &v)| *c = *c + v);
     }
     Ok(())
 }
