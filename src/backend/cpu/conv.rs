@@ -173,30 +173,61 @@ fn check_conv<T>(p: &Conv2d, what: &str, got: &[T], want: usize) -> Result<()> {
     Ok(())
 }
 
+/// The sizes every pass needs, and its scratch (left empty where a pass uses the tensors in place).
+struct Plan<T> {
+    kg: usize,
+    crs: usize,
+    ohw: usize,
+    /// im2col of a chunk, `[crs, nb*ohw]`
+    col: Vec<T>,
+    /// the output (or its gradient) of a chunk, `[kg, nb*ohw]`
+    rows: Vec<T>,
+}
+
+fn plan<T: Real>(p: &Conv2d) -> Plan<T> {
+    let (kg, crs, ohw, chunk) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, conv_chunk(p));
+    let col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
+    let rows = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
+    Plan { kg, crs, ohw, col, rows }
+}
+
+/// The chunk's im2col matrix: the input itself for one image of a pointwise convolution, else built in `col`.
+fn columns<'a, T: Real>(p: &Conv2d, x: &'a [T], ch: &Chunk, col: &'a mut [T]) -> &'a [T] {
+    if is_pointwise(p) && ch.single() {
+        &x[ch.at(p.c as usize, p.groups as usize, (p.h * p.w) as usize)..][..(p.c / p.groups * p.h * p.w) as usize]
+    } else {
+        im2col(p, x, ch.n0, ch.nb, ch.g, col);
+        col
+    }
+}
+
+/// The chunk's output gradient as `[kg, nb*ohw]`: the tensor itself for one image, else gathered in `rows`.
+fn output_rows<'a, T: Real>(p: &Conv2d, gy: &'a [T], ch: &Chunk, rows: &'a mut [T]) -> &'a [T] {
+    let (kg, ohw) = ((p.k / p.groups) as usize, (p.oh * p.ow) as usize);
+    if ch.single() {
+        &gy[ch.at(p.k as usize, p.groups as usize, ohw)..][..kg * ohw]
+    } else {
+        gather_chunk(p, gy, ch.n0, ch.nb, ch.g, rows);
+        rows
+    }
+}
+
 impl<T: Real> ConvOps for Cpu<T> {
     fn conv2d(&self, p: &Conv2d, x: &Vec<T>, w: &Vec<T>, bias: Option<&Vec<T>>) -> Result<Vec<T>> {
         check_conv(p, "input", x, p.x_len())?;
         check_conv(p, "weight", w, p.w_len())?;
-        let (kg, crs, ohw, hw, groups) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, (p.h * p.w) as usize, p.groups as usize);
-        let chunk = conv_chunk(p);
+        let Plan { kg, crs, ohw, mut col, mut rows } = plan::<T>(p);
         let mut y = vec![T::zero(); p.y_len()];
-        let mut col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
-        let mut out = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
         for ch in chunks(p) {
-            let col: &[T] = if is_pointwise(p) && ch.single() {
-                &x[ch.at(p.c as usize, groups, hw)..][..crs * ohw]
-            } else {
-                im2col(p, x, ch.n0, ch.nb, ch.g, &mut col);
-                &col
-            };
+            let col = columns(p, x, &ch, &mut col);
             // out [kg, nb*ohw] = W_g [kg, crs] x col [crs, nb*ohw]
             let gm = Gemm::new(1, kg, ch.nb * ohw, crs, false, false);
             let wg = &w[ch.g * kg * crs..(ch.g + 1) * kg * crs];
             if ch.single() {
-                gemm_slices(&gm, wg, col, &mut y[ch.at(p.k as usize, groups, ohw)..][..kg * ohw])?;
+                gemm_slices(&gm, wg, col, &mut y[ch.at(p.k as usize, p.groups as usize, ohw)..][..kg * ohw])?;
             } else {
-                gemm_slices(&gm, wg, col, &mut out)?;
-                scatter_chunk(p, &out, ch.n0, ch.nb, ch.g, &mut y);
+                gemm_slices(&gm, wg, col, &mut rows)?;
+                scatter_chunk(p, &rows, ch.n0, ch.nb, ch.g, &mut y);
             }
         }
         if let Some(b) = bias {
@@ -212,23 +243,16 @@ impl<T: Real> ConvOps for Cpu<T> {
     fn conv2d_backward_data(&self, p: &Conv2d, gy: &Vec<T>, w: &Vec<T>) -> Result<Vec<T>> {
         check_conv(p, "output gradient", gy, p.y_len())?;
         check_conv(p, "weight", w, p.w_len())?;
-        let (kg, crs, ohw, hw, groups) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, (p.h * p.w) as usize, p.groups as usize);
-        let chunk = conv_chunk(p);
+        let Plan { kg, crs, ohw, mut col, mut rows } = plan::<T>(p);
         let mut gx = vec![T::zero(); p.x_len()];
-        let mut col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
-        let mut g_chunk = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
         for ch in chunks(p) {
-            let g: &[T] = if ch.single() {
-                &gy[ch.at(p.k as usize, groups, ohw)..][..kg * ohw]
-            } else {
-                gather_chunk(p, gy, ch.n0, ch.nb, ch.g, &mut g_chunk);
-                &g_chunk
-            };
+            let g = output_rows(p, gy, &ch, &mut rows);
             // col [crs, nb*ohw] = W_g^T [crs, kg] x gy [kg, nb*ohw]
             let gm = Gemm::new(1, crs, ch.nb * ohw, kg, true, false);
             let wg = &w[ch.g * kg * crs..(ch.g + 1) * kg * crs];
             if is_pointwise(p) && ch.single() {
-                gemm_slices(&gm, wg, g, &mut gx[ch.at(p.c as usize, groups, hw)..][..crs * hw])?;
+                let hw = (p.h * p.w) as usize;
+                gemm_slices(&gm, wg, g, &mut gx[ch.at(p.c as usize, p.groups as usize, hw)..][..crs * hw])?;
             } else {
                 gemm_slices(&gm, wg, g, &mut col)?;
                 col2im(p, &col, ch.n0, ch.nb, ch.g, &mut gx);
@@ -240,24 +264,11 @@ impl<T: Real> ConvOps for Cpu<T> {
     fn conv2d_backward_weight(&self, p: &Conv2d, x: &Vec<T>, gy: &Vec<T>) -> Result<Vec<T>> {
         check_conv(p, "input", x, p.x_len())?;
         check_conv(p, "output gradient", gy, p.y_len())?;
-        let (kg, crs, ohw, hw, groups) = ((p.k / p.groups) as usize, p.w_len() / p.k as usize, (p.oh * p.ow) as usize, (p.h * p.w) as usize, p.groups as usize);
-        let chunk = conv_chunk(p);
+        let Plan { kg, crs, ohw, mut col, mut rows } = plan::<T>(p);
         let mut gw = vec![T::zero(); p.w_len()];
-        let mut col = if is_pointwise(p) && chunk == 1 { Vec::new() } else { vec![T::zero(); crs * chunk * ohw] };
-        let mut g_chunk = if chunk == 1 { Vec::new() } else { vec![T::zero(); kg * chunk * ohw] };
         for ch in chunks(p) {
-            let col: &[T] = if is_pointwise(p) && ch.single() {
-                &x[ch.at(p.c as usize, groups, hw)..][..crs * ohw]
-            } else {
-                im2col(p, x, ch.n0, ch.nb, ch.g, &mut col);
-                &col
-            };
-            let g: &[T] = if ch.single() {
-                &gy[ch.at(p.k as usize, groups, ohw)..][..kg * ohw]
-            } else {
-                gather_chunk(p, gy, ch.n0, ch.nb, ch.g, &mut g_chunk);
-                &g_chunk
-            };
+            let col = columns(p, x, &ch, &mut col);
+            let g = output_rows(p, gy, &ch, &mut rows);
             // gW_g [kg, crs] += gy [kg, nb*ohw] x col^T [nb*ohw, crs]
             let (cols, gw_g) = (ch.nb * ohw, &mut gw[ch.g * kg * crs..(ch.g + 1) * kg * crs]);
             if kg * crs <= SPLIT_K_RATIO * cols {
