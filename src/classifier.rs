@@ -109,7 +109,7 @@ pub fn labelled_images(a: &ClassifierTrainArgs) -> Result<Vec<(String, PathBuf, 
         }
         _ => bail!("give exactly one of --labels, --image-labels or --mimic"),
     }
-    ensure!(!out.is_empty(), "no labelled image found (is --images the folder of the labelled files?)");
+    crate::ensure_arg!(!out.is_empty(), "no labelled image found (is --images the folder of the labelled files?)");
     Ok(out)
 }
 
@@ -146,7 +146,7 @@ fn inputs(items: &[(String, PathBuf, f32)], size: usize, mut flip: Option<&mut R
 }
 
 pub fn train<B: Backend>(b: B, a: &ClassifierTrainArgs) -> Result<serde_json::Value> {
-    ensure!(a.batch >= 2 && a.size >= 32 && a.epochs >= 1, "--batch (>= 2: batch norm trains on batch statistics), --size (>= 32) and --epochs must be positive");
+    crate::ensure_arg!(a.batch >= 2 && a.size >= 32 && a.epochs >= 1, "--batch (>= 2: batch norm trains on batch statistics), --size (>= 32) and --epochs must be positive");
     let mut all = labelled_images(a)?;
     let mut rng = Rng::new(a.seed);
     rng.shuffle(&mut all);

@@ -15,7 +15,7 @@ use crate::eval::localize::{run as evaluate, LocalizeArgs};
 use crate::detector::train::{train as train_detector, OptimizerKind, TrainArgs};
 use crate::nn::BnMode;
 use crate::text::commands::{extract, word2vec, ExtractArgs, Word2vecArgs};
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -97,7 +97,7 @@ pub fn run(device: Device, a: &DemoArgs) -> Result<serde_json::Value> {
     let det_steps = a.detector_steps.unwrap_or(if gpu { 2500 } else { 400 });
     let attn_epochs = a.attention_epochs.unwrap_or(if gpu { 150 } else { 60 });
     let top_n = a.top_n.unwrap_or(top_n_for(size));
-    ensure!(a.boxed != Some(0), "--boxed 0: the detector needs the boxes of at least one phantom");
+    crate::ensure_arg!(a.boxed != Some(0), "--boxed 0: the detector needs the boxes of at least one phantom");
     let t0 = std::time::Instant::now();
     let stage = |s: &str| eprintln!("engine demo [{:>5.0} s] {s}", t0.elapsed().as_secs_f64());
     let data = a.out.join("data");

@@ -4,7 +4,7 @@
 //! progress bar, and writes its report atomically.
 
 use crate::data::image::{load_or_skip, Gray, EXTENSIONS};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Image files of a path: the file itself, or the supported files of a folder (sorted).
@@ -20,7 +20,7 @@ pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     if v.is_empty() {
-        bail!("no PNG, JPEG or DICOM file in {}", path.display());
+        return Err(crate::usage::usage(format!("no PNG, JPEG or DICOM file in {}: point at a folder of images", path.display())));
     }
     Ok(v)
 }

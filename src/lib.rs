@@ -28,6 +28,7 @@ pub mod progress;
 pub mod rng;
 pub mod shape;
 pub mod tensor;
+pub mod usage;
 pub mod text;
 pub mod weights;
 

@@ -140,7 +140,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => {
             let report = engine::info::report();
             if cli.device == DeviceArg::Cuda && report["runtime"]["device"] != "CUDA" {
-                anyhow::bail!("--device cuda: CUDA is not available: {}", report["runtime"]["why"].as_str().unwrap_or("unknown"));
+                return Err(engine::usage::usage(format!("--device cuda: CUDA is not available: {}; use --device cpu or auto",
+                    report["runtime"]["why"].as_str().unwrap_or("unknown"))));
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -255,6 +256,6 @@ fn main() {
     engine::autograd::profile::print();
     if let Err(e) = result {
         eprintln!("engine: error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(if engine::usage::is_usage(&e) { 2 } else { 1 });
     }
 }

@@ -138,8 +138,8 @@ fn evaluate<B: Backend>(b: &B, head: &Head<B>, items: &[Sample], vectors: &Attri
 
 /// Prepares the data (extracting ROIs when not cached) and trains.
 pub fn train<B: Backend>(b: B, a: &AttnTrainArgs) -> Result<serde_json::Value> {
-    ensure!(a.batch >= 1 && a.epochs >= 1 && a.top_n >= 1, "--batch, --epochs and --top-n must be positive");
-    ensure!((0.0..1.0).contains(&a.dropout), "--dropout {} must be in [0, 1)", a.dropout);
+    crate::ensure_arg!(a.batch >= 1 && a.epochs >= 1 && a.top_n >= 1, "--batch, --epochs and --top-n must be positive");
+    crate::ensure_arg!((0.0..1.0).contains(&a.dropout), "--dropout {} must be in [0, 1)", a.dropout);
     let vectors = AttributeVectors::load(&a.vectors)?;
     let attrs = read_attributes(&a.attributes)?;
     let loc = Localizer::load_detector(&b, &a.detector)?;

@@ -25,7 +25,10 @@ impl Device {
     pub fn select(arg: DeviceArg) -> Result<Device> {
         match arg {
             DeviceArg::Cpu => Ok(Device::Cpu(Cpu::new())),
-            DeviceArg::Cuda => Ok(Device::Cuda(Cuda::new(0).context("--device cuda")?)),
+            DeviceArg::Cuda => match unavailable_reason() {
+                Some(why) => Err(crate::usage::usage(format!("--device cuda: CUDA is not available: {why}; use --device cpu or auto"))),
+                None => Ok(Device::Cuda(Cuda::new(0).context("--device cuda")?)),
+            },
             DeviceArg::Auto => {
                 let why = match unavailable_reason() {
                     None => match Cuda::new(0) {

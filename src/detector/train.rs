@@ -191,14 +191,14 @@ fn learning_rate(a: &TrainArgs, base: f32, epoch: usize, step: usize) -> f32 {
 
 /// Trains and returns the last epoch's validation top-1 hit rate.
 pub fn train<B: Backend>(b: B, a: &TrainArgs) -> Result<serde_json::Value> {
-    ensure!(a.batch >= 1 && a.size >= 32 && a.epochs >= 1, "--batch, --size (>= 32) and --epochs must be positive");
-    ensure!(a.trainable_layers <= 5, "--trainable-layers is 0..=5");
+    crate::ensure_arg!(a.batch >= 1 && a.size >= 32 && a.epochs >= 1, "--batch, --size (>= 32) and --epochs must be positive");
+    crate::ensure_arg!(a.trainable_layers <= 5, "--trainable-layers is 0..=5");
     let labels = read_labels(&a.labels)?;
     let (all, missing) = samples(&a.images, &labels);
     if !missing.is_empty() {
         eprintln!("engine: warning: {} labelled ids have no image in {} (first: {})", missing.len(), a.images.display(), missing[0]);
     }
-    ensure!(!all.is_empty(), "no labelled image found in {}", a.images.display());
+    crate::ensure_arg!(!all.is_empty(), "no labelled image found in {}: point --images at the folder of the labelled images", a.images.display());
     let (train_set, val_set) = split(all, a.val_split, a.seed);
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let cfg = RetinaConfig { num_classes: 1, bn: a.bn, trainable_layers: a.trainable_layers, anchor_scale: a.anchor_scale };

@@ -112,7 +112,6 @@ fn scale(b: &BoxF, w: usize, h: usize) -> BoxF {
 
 /// Runs every method on every image of `a.images` that the truth lists.
 fn collect<B: Backend>(b: &B, a: &LocalizeArgs, truth: &Truth) -> Result<(Vec<ImageResult>, Vec<String>)> {
-    ensure!(a.detector.is_some() || a.attention.is_some() || a.classifier.is_some(), "give --detector, --attention, --classifier or several");
     let classifier = a.classifier.as_deref().map(|p| CamModel::load(b, p)).transpose()?;
     let attention = a.attention.as_deref().map(|p| Localizer::load_bundle(b, p)).transpose()?;
     let ablation = a.ablation.as_deref().map(|p| Localizer::load_bundle(b, p)).transpose()?;
@@ -244,6 +243,8 @@ fn kept(m: &Ranked, t: f32) -> Vec<(BoxF, f32)> {
 }
 
 pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
+    crate::ensure_arg!(a.detector.is_some() || a.attention.is_some() || a.classifier.is_some(), "give --detector, --attention, --classifier or several");
+    crate::ensure_arg!((0.0..1.0).contains(&a.val_split), "--val-split {} must be in [0, 1)", a.val_split);
     let mut truth = read_truth(&a.truth)?;
     for w in &truth.warnings {
         eprintln!("engine: warning: {w}");
@@ -252,7 +253,6 @@ pub fn run<B: Backend>(b: B, a: &LocalizeArgs) -> Result<serde_json::Value> {
         truth = truth.only(f);
         ensure!(truth.box_count() > 0, "{}: no box labelled {f:?}", a.truth.display());
     }
-    ensure!((0.0..1.0).contains(&a.val_split), "--val-split {} must be in [0, 1)", a.val_split);
     let (results, skipped) = collect(&b, a, &truth)?;
     ensure!(!results.is_empty(), "no readable image");
     let boxed: Vec<usize> = (0..results.len()).filter(|&i| !results[i].truth.is_empty()).collect();

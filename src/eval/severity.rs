@@ -137,7 +137,7 @@ struct Row {
 }
 
 pub fn run<B: Backend>(b: B, a: &SeverityArgs) -> Result<serde_json::Value> {
-    ensure!(a.folds >= 2, "--folds {} must be at least 2", a.folds);
+    crate::ensure_arg!(a.folds >= 2, "--folds {} must be at least 2", a.folds);
     let (scores, mut problems) = read_scores(&a.scores)?;
     let patients = match &a.metadata {
         Some(p) => read_patients(p)?,
