@@ -124,3 +124,25 @@ fn nan_in_training_stops_with_a_message_and_keeps_the_checkpoint() {
     assert!(after.tensors.values().all(|t| t.data.iter().all(|v| v.is_finite())), "a non-finite checkpoint was written");
     assert!(!before.is_empty());
 }
+
+/// A corrupt or truncated checkpoint given to `--resume`: one line naming
+/// the file, no panic, and the file left as it was (nothing overwritten).
+#[test]
+fn a_corrupt_checkpoint_on_resume_is_named_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    synth(&data, 4);
+    ok(&mut train(&data, &out, 1));
+    let ckpt = out.join("checkpoint.safetensors");
+    let whole = std::fs::read(&ckpt).unwrap();
+    for (what, bytes) in [("truncated", whole[..whole.len() / 2].to_vec()), ("garbage", b"not a checkpoint".to_vec()), ("empty", Vec::new())] {
+        std::fs::write(&ckpt, &bytes).unwrap();
+        let o = train(&data, &out, 2).arg("--resume").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        let last = err.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with("engine: error: ") && last.contains("checkpoint.safetensors"), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert_eq!(std::fs::read(&ckpt).unwrap(), bytes, "{what}: the checkpoint was changed");
+    }
+}
