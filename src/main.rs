@@ -138,11 +138,11 @@ enum WeightsCommand {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => {
-            let report = engine::info::report();
-            if cli.device == DeviceArg::Cuda && report["runtime"]["device"] != "CUDA" {
-                return Err(engine::usage::usage(format!("--device cuda: CUDA is not available: {}; use --device cpu or auto",
-                    report["runtime"]["why"].as_str().unwrap_or("unknown"))));
+            if cli.device == DeviceArg::Cuda {
+                // the same refusal as every other command's
+                Device::select(cli.device)?;
             }
+            let report = engine::info::report();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
